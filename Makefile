@@ -1,0 +1,142 @@
+# Nexus build. GNU Make + pkg-config; C11.
+#
+#   make                 build/nexus and build/plugins/*.so
+#   make run             install missing packages, build, serve on http://127.0.0.1:8000
+#   make test            install missing packages, build, run unit + integration tests
+#   make bench           wrk against Nexus and nginx, ratios printed (not a test)
+#   make fuzz            libFuzzer targets (clang) in build/fuzz/
+#   make install PREFIX=/usr/local
+#   make SANITIZE=address,undefined test    the whole suite under ASan/UBSan
+#   make format / format-check
+
+CC       ?= cc
+PREFIX   ?= /usr/local
+BUILD    ?= build
+SANITIZE ?=
+PYTHON   ?= /usr/bin/python3
+
+PKGS     := jansson
+VERSION  := 0.1.0
+
+WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+            -Wno-unused-parameter
+CFLAGS   ?= -O2 -g
+CPPFLAGS += -Iinclude -Isrc -D_GNU_SOURCE -DNX_VERSION='"$(VERSION)"'
+ALL_CFLAGS = -std=c11 -pthread -fno-strict-aliasing $(WARN) $(CFLAGS) $(SAN_FLAGS) \
+             $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -ldl -lm -pthread
+
+ifneq ($(SANITIZE),)
+SAN_FLAGS := -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
+BUILD     := build-san
+endif
+
+ARCH := $(shell uname -m)
+ifeq ($(ARCH),x86_64)
+CORO_SRC := src/core/coro_x86_64.S
+else
+CORO_SRC := src/core/coro_ucontext.c
+endif
+
+LIB_SRC  := $(filter-out src/cli/main.c src/core/coro_ucontext.c,$(wildcard src/*/*.c))
+ifeq ($(ARCH),x86_64)
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/src/core/coro_x86_64.o
+else
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/src/core/coro_ucontext.o
+endif
+LIB      := $(BUILD)/libnexus.a
+BIN      := $(BUILD)/nexus
+
+PLUGINS      := $(patsubst plugins/%/,%,$(sort $(dir $(wildcard plugins/*/*.c))))
+PLUGIN_SO    := $(PLUGINS:%=$(BUILD)/plugins/%.so)
+TESTPLUGINS  := $(patsubst tests/plugins/%/,%,$(sort $(dir $(wildcard tests/plugins/*/*.c))))
+TESTPLUGIN_SO:= $(TESTPLUGINS:%=$(BUILD)/test-plugins/%.so)
+
+UNIT_SRC := $(wildcard tests/unit/*/*_test.c)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+
+.PHONY: all run test unit integration bench fuzz install deps clean format format-check \
+        test-build
+
+all: $(BIN) $(PLUGIN_SO)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/obj/%.o: %.S
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(SAN_FLAGS) -c $< -o $@
+
+$(LIB): $(LIB_OBJ)
+	@mkdir -p $(@D)
+	rm -f $@ && ar rcs $@ $^
+
+# -rdynamic: plugins resolve the nx_* API against the executable itself.
+$(BIN): $(BUILD)/obj/src/cli/main.o $(LIB)
+	$(CC) $(ALL_CFLAGS) -rdynamic -o $@ $< -Wl,--whole-archive $(LIB) -Wl,--no-whole-archive \
+	    $(LDFLAGS) $(LDLIBS)
+
+$(BUILD)/plugins/%.so: plugins/%/*.c include/nexus/*.h
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -fPIC -shared -o $@ $(filter %.c,$^)
+
+$(BUILD)/test-plugins/%.so: tests/plugins/%/*.c include/nexus/*.h
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -fPIC -shared -o $@ $(filter %.c,$^)
+
+$(BUILD)/tests/%: tests/unit/%.c $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -o $@ $< $(LIB) $(shell pkg-config --libs criterion) \
+	    $(LDFLAGS) $(LDLIBS)
+
+deps:
+	@scripts/install-deps.sh test
+
+run:
+	@scripts/install-deps.sh run
+	@$(MAKE) --no-print-directory all
+	$(BIN) serve
+
+test-build: all $(TESTPLUGIN_SO) $(UNIT_BIN)
+
+unit: test-build
+	@scripts/run-unit.sh $(UNIT_BIN)
+
+integration: test-build
+	NEXUS_BIN=$(abspath $(BIN)) NEXUS_BUILD=$(abspath $(BUILD)) \
+	    $(PYTHON) -m pytest -q tests/integration
+
+test: deps
+	@$(MAKE) --no-print-directory test-build
+	@scripts/run-tests.sh $(BUILD) $(UNIT_BIN)
+
+bench:
+	@scripts/install-deps.sh bench
+	@$(MAKE) --no-print-directory all
+	bench/run.sh $(abspath $(BIN))
+
+fuzz:
+	@mkdir -p $(BUILD)/fuzz
+	clang $(CPPFLAGS) -std=c11 -O1 -g -fsanitize=fuzzer,address,undefined \
+	    -o $(BUILD)/fuzz/http1_fuzz tests/fuzz/http1_fuzz.c src/http/http1_parse.c
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/include/nexus \
+	    $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/lib/nexus/plugins
+	install -m 755 $(BIN) $(DESTDIR)$(PREFIX)/bin/nexus
+	install -m 644 include/nexus/*.h $(DESTDIR)$(PREFIX)/include/nexus/
+	install -m 755 $(PLUGIN_SO) $(DESTDIR)$(PREFIX)/lib/nexus/plugins/
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' nexus.pc.in \
+	    > $(DESTDIR)$(PREFIX)/lib/pkgconfig/nexus.pc
+
+FORMAT_SRC = $(shell git ls-files '*.c' '*.h')
+format:
+	clang-format -i $(FORMAT_SRC)
+format-check:
+	clang-format --dry-run --Werror $(FORMAT_SRC)
+
+clean:
+	rm -rf build build-san
+
+-include $(LIB_OBJ:.o=.d) $(BUILD)/obj/src/cli/main.d

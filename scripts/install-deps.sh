@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Nexus needs that are missing.
+#   scripts/install-deps.sh [run|test|bench|all]     (default: test)
+# As root it runs apt-get; otherwise it prints the exact command and fails.
+set -euo pipefail
+
+profile=${1:-test}
+
+build=(gcc make pkg-config libc6-dev libjansson-dev)
+test=(libcriterion-dev python3 python3-pytest python3-requests curl clang)
+bench=(wrk nginx-light)
+
+case "$profile" in
+run) want=("${build[@]}") ;;
+test) want=("${build[@]}" "${test[@]}" "${bench[@]}") ;;
+bench) want=("${build[@]}" "${bench[@]}") ;;
+all) want=("${build[@]}" "${test[@]}" "${bench[@]}") ;;
+*)
+    echo "usage: $0 [run|test|bench|all]" >&2
+    exit 64
+    ;;
+esac
+
+missing=()
+for p in "${want[@]}"; do
+    status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
+    [ "$status" = installed ] || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "nexus: missing Debian packages: ${missing[*]}" >&2
+    echo "install them with:" >&2
+    echo "  sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2
+    exit 1
+fi
+echo "installing: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,9 @@
+/*
+ * cli/cli.h - the subcommands main.c dispatches to. Each returns an exit status.
+ */
+#ifndef NX_CLI_CLI_H
+#define NX_CLI_CLI_H
+
+int nx_cmd_serve(int argc, char **argv);
+
+#endif

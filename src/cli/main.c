@@ -1,0 +1,37 @@
+/*
+ * main.c - `nexus COMMAND ...`: only dispatches.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: nexus COMMAND [options]\n\n"
+                 "commands:\n"
+                 "  serve      run the server (nexus serve --help for its options)\n"
+                 "  version    print the version\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 64;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "serve") == 0)
+        return nx_cmd_serve(argc, argv);
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        printf("nexus %s\n", NX_VERSION);
+        return 0;
+    }
+    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    fprintf(stderr, "nexus: unknown command '%s'\n\n", cmd);
+    usage(stderr);
+    return 64;
+}

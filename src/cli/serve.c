@@ -1,0 +1,83 @@
+/*
+ * serve.c - `nexus serve`: settings, then the master.
+ */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "config/config.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "server/server.h"
+
+#define EX_CONFIG 78
+
+/* Plugins beside the binary (build/plugins for build/nexus), else the installed folder
+ * (PREFIX/lib/nexus/plugins for PREFIX/bin/nexus). */
+static char *default_plugins_dir(void)
+{
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n <= 0)
+        return nx_xstrdup("plugins");
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (slash)
+        *slash = '\0';
+    char path[PATH_MAX + 32];
+    struct stat st;
+    snprintf(path, sizeof(path), "%s/plugins", exe);
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+        return nx_xstrdup(path);
+    snprintf(path, sizeof(path), "%s/../lib/nexus/plugins", exe);
+    return nx_xstrdup(path);
+}
+
+int nx_cmd_serve(int argc, char **argv)
+{
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            printf("usage: nexus serve [options]\n\n");
+            nx_config_usage(stdout);
+            return 0;
+        }
+    }
+    nx_config cfg;
+    nx_config_defaults(&cfg);
+    if (nx_config_load(&cfg, argc, argv, 2) != NX_OK) {
+        nx_config_free(&cfg);
+        return EX_CONFIG;
+    }
+    if (cfg.config_file) {
+        /* Reading YAML files arrives with the configuration layer; until then a file
+         * that was asked for explicitly must at least exist, so a typo is not silent. */
+        if (access(cfg.config_file, R_OK) != 0) {
+            fprintf(stderr, "nexus: config file %s cannot be read: %m\n", cfg.config_file);
+            nx_config_free(&cfg);
+            return EX_CONFIG;
+        }
+    }
+    if (!*cfg.plugins_dir) {
+        free(cfg.plugins_dir);
+        cfg.plugins_dir = default_plugins_dir();
+    }
+    if (strcmp(cfg.log_level, "debug") == 0)
+        nx_log_set_level(NX_LOG_DEBUG);
+    else if (strcmp(cfg.log_level, "warn") == 0)
+        nx_log_set_level(NX_LOG_WARN);
+    else if (strcmp(cfg.log_level, "error") == 0)
+        nx_log_set_level(NX_LOG_ERROR);
+    else if (strcmp(cfg.log_level, "info") != 0) {
+        fprintf(stderr, "nexus: invalid --log-level (logging.level): expected debug, info, warn "
+                        "or error, got '%s'\n", cfg.log_level);
+        nx_config_free(&cfg);
+        return EX_CONFIG;
+    }
+    int rc = nx_server_run(&cfg);
+    nx_config_free(&cfg);
+    return rc;
+}

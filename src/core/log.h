@@ -1,0 +1,14 @@
+/*
+ * core/log.h - configuring the error log (logging itself is public, <nexus/log.h>).
+ */
+#ifndef NX_CORE_LOG_H
+#define NX_CORE_LOG_H
+
+#include <nexus/log.h>
+
+void nx_log_set_level(nx_log_level level);
+
+/* The role written in every line ("master", "worker"); a static string. */
+void nx_log_set_role(const char *role);
+
+#endif

@@ -1,0 +1,27 @@
+/*
+ * plugin/loader.h - finding, checking and initialising plugins.
+ *
+ * Runs in the master before the workers are forked, so every worker inherits the loaded
+ * plugins and their routes. A plugin that cannot be loaded stops start-up with a message
+ * naming its file and the reason.
+ */
+#ifndef NX_PLUGIN_LOADER_H
+#define NX_PLUGIN_LOADER_H
+
+#include <stddef.h>
+
+#include "http/router.h"
+
+/*
+ * Loads every *.so in the ':'-separated folders dirs, in name order, registering routes on
+ * router. Returns NX_OK, or NX_ERR with the reason in err.
+ */
+int nx_plugins_load(const char *dirs, nx_router *router, char *err, size_t errlen);
+
+/* Number of plugins loaded. */
+size_t nx_plugins_count(void);
+
+/* Runs each plugin's fini, newest first. */
+void nx_plugins_unload(void);
+
+#endif

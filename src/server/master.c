@@ -1,0 +1,431 @@
+/*
+ * master.c - start-up, supervision, shutdown and reload.
+ *
+ * The master sleeps in poll() on a signalfd and the workers' pipes, with a timeout for the
+ * nearest of its own deadlines (end of the shutdown delay, a respawn after backoff, the
+ * last moment of a reload or of the graceful stop). Everything it does happens in that
+ * one loop, in order, so no signal can interrupt a half-updated worker table.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "core/util.h"
+#include "http/exchange.h"
+#include "observe/accesslog.h"
+#include "observe/health.h"
+#include "plugin/loader.h"
+#include "server/server.h"
+
+#define MAX_WORKERS 1024
+#define RELOAD_TIMEOUT_MS 30000
+#define QUICK_DEATH_MS 2000
+#define BACKOFF_MAX_MS 10000
+
+enum wstate { W_STARTING, W_READY, W_DRAINING };
+
+typedef struct wproc {
+    pid_t pid;
+    int fd;           /* read end of its notify pipe; -1 once closed */
+    int gen;
+    enum wstate state;
+    uint64_t started;
+    pid_t replaces;   /* a recycling worker this one takes over from, once ready */
+} wproc;
+
+enum mstate { M_RUNNING, M_STOP_DELAY, M_STOPPING };
+
+typedef struct master {
+    nx_config *cfg;
+    nx_shared *shared;
+    int listen_fd;
+    int sig_fd;
+    enum mstate state;
+    int gen;
+    wproc w[MAX_WORKERS];
+    size_t nw;
+    bool reloading;
+    uint64_t reload_deadline;
+    uint64_t stop_at;       /* end of the shutdown delay */
+    uint64_t kill_at;       /* stragglers are killed after this */
+    int respawns;           /* workers to start again after an unexpected exit */
+    uint64_t respawn_at;
+    uint64_t backoff_ms;
+} master;
+
+static master M;
+
+static int spawn(int gen, pid_t replaces)
+{
+    if (M.nw == MAX_WORKERS)
+        return NX_ERR;
+    int pfd[2];
+    if (pipe2(pfd, O_CLOEXEC) != 0) {
+        nx_log_error("pipe: %s", strerror(errno));
+        return NX_ERR;
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        nx_log_error("fork: %s", strerror(errno));
+        close(pfd[0]);
+        close(pfd[1]);
+        return NX_ERR;
+    }
+    if (pid == 0) {
+        close(pfd[0]);
+        close(M.sig_fd);
+        for (size_t i = 0; i < M.nw; i++)
+            if (M.w[i].fd >= 0)
+                close(M.w[i].fd);
+        nx_worker_main(M.cfg, M.listen_fd, pfd[1], M.shared);
+    }
+    close(pfd[1]);
+    fcntl(pfd[0], F_SETFL, O_NONBLOCK);
+    M.w[M.nw++] = (wproc){.pid = pid, .fd = pfd[0], .gen = gen, .state = W_STARTING,
+                          .started = nx_now_ms(), .replaces = replaces};
+    nx_log_info("worker %d started (generation %d)", (int)pid, gen);
+    return NX_OK;
+}
+
+static wproc *find(pid_t pid)
+{
+    for (size_t i = 0; i < M.nw; i++)
+        if (M.w[i].pid == pid)
+            return &M.w[i];
+    return NULL;
+}
+
+static void drain_worker(wproc *w)
+{
+    if (w->state == W_DRAINING)
+        return;
+    w->state = W_DRAINING;
+    kill(w->pid, SIGTERM);
+}
+
+static size_t count_gen(int gen, bool ready_only)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < M.nw; i++)
+        if (M.w[i].gen == gen && M.w[i].state != W_DRAINING &&
+            (!ready_only || M.w[i].state == W_READY))
+            n++;
+    return n;
+}
+
+static void begin_stop(const char *why)
+{
+    if (M.state != M_RUNNING)
+        return;
+    M.shared->stopping = 1;
+    M.state = M_STOP_DELAY;
+    M.stop_at = nx_now_ms() + M.cfg->shutdown_delay_ms;
+    nx_log_info("%s: shutting down (/ready now 503; closing the listener in %llu ms)", why,
+                (unsigned long long)M.cfg->shutdown_delay_ms);
+}
+
+static void stop_workers(void)
+{
+    M.state = M_STOPPING;
+    M.reloading = false;
+    M.respawns = 0;
+    if (M.listen_fd >= 0) {
+        close(M.listen_fd);
+        M.listen_fd = -1;
+    }
+    for (size_t i = 0; i < M.nw; i++)
+        drain_worker(&M.w[i]);
+    M.kill_at = nx_now_ms() + M.cfg->graceful_timeout_ms + 5000;
+    nx_log_info("stopping %zu worker(s); in-flight requests have %llu ms", M.nw,
+                (unsigned long long)M.cfg->graceful_timeout_ms);
+}
+
+static void begin_reload(void)
+{
+    if (M.state != M_RUNNING)
+        return;
+    if (M.reloading) {
+        nx_log_warn("SIGHUP: a reload is already in progress");
+        return;
+    }
+    M.gen++;
+    M.reloading = true;
+    M.reload_deadline = nx_now_ms() + RELOAD_TIMEOUT_MS;
+    nx_log_info("SIGHUP: reloading, starting %d new worker(s) (generation %d)", M.cfg->workers,
+                M.gen);
+    for (int i = 0; i < M.cfg->workers; i++)
+        spawn(M.gen, 0);
+}
+
+/* Called when a worker reported ready: a finished reload or recycling retires the old. */
+static void on_ready(wproc *w)
+{
+    w->state = W_READY;
+    if (w->replaces) {
+        wproc *old = find(w->replaces);
+        if (old)
+            drain_worker(old);
+        w->replaces = 0;
+    }
+    if (M.reloading && count_gen(M.gen, true) == (size_t)M.cfg->workers) {
+        M.reloading = false;
+        for (size_t i = 0; i < M.nw; i++)
+            if (M.w[i].gen != M.gen)
+                drain_worker(&M.w[i]);
+        nx_log_info("reload complete: generation %d serving, older workers draining", M.gen);
+    }
+}
+
+static void read_pipe(wproc *w)
+{
+    char msgs[16];
+    ssize_t n = read(w->fd, msgs, sizeof(msgs));
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+        close(w->fd);
+        w->fd = -1;
+        return;
+    }
+    for (ssize_t i = 0; i < n; i++) {
+        if (msgs[i] == NX_MSG_READY && w->state == W_STARTING) {
+            on_ready(w);
+        } else if (msgs[i] == NX_MSG_RECYCLE && w->state == W_READY && M.state == M_RUNNING) {
+            nx_log_info("worker %d reached max_requests; starting its replacement", (int)w->pid);
+            if (spawn(w->gen, w->pid) != NX_OK)
+                drain_worker(w);
+        }
+    }
+}
+
+static void describe_exit(int status, char *out, size_t len)
+{
+    if (WIFEXITED(status))
+        snprintf(out, len, "exited with status %d", WEXITSTATUS(status));
+    else if (WIFSIGNALED(status))
+        snprintf(out, len, "killed by signal %d (%s)%s", WTERMSIG(status),
+                 strsignal(WTERMSIG(status)), WCOREDUMP(status) ? ", core dumped" : "");
+    else
+        snprintf(out, len, "ended with status 0x%x", status);
+}
+
+static void reap(void)
+{
+    int status;
+    pid_t pid;
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        wproc *w = find(pid);
+        if (!w)
+            continue;
+        char how[128];
+        describe_exit(status, how, sizeof(how));
+        bool expected = w->state == W_DRAINING && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+        uint64_t lived = nx_now_ms() - w->started;
+        if (expected) {
+            nx_log_info("worker %d %s after draining", (int)pid, how);
+        } else if (M.state == M_STOPPING) {
+            nx_log_warn("worker %d %s during shutdown", (int)pid, how);
+        } else {
+            nx_log_error("worker %d %s unexpectedly after %llu ms; it will be replaced", (int)pid,
+                         how, (unsigned long long)lived);
+        }
+        bool was_serving = w->state != W_DRAINING && w->gen == M.gen;
+        bool was_replacement = w->replaces != 0;
+        if (w->fd >= 0) {
+            read_pipe(w); /* pick up a last message before closing */
+            if (w->fd >= 0)
+                close(w->fd);
+        }
+        *w = M.w[--M.nw];
+        if (M.state != M_RUNNING)
+            continue;
+        if (!expected && (was_serving || was_replacement)) {
+            /* Crashes right after start (a plugin that segfaults at once, say) back off
+             * exponentially instead of fork-looping. */
+            if (lived < QUICK_DEATH_MS)
+                M.backoff_ms = M.backoff_ms ? M.backoff_ms * 2 : 100;
+            else
+                M.backoff_ms = 0;
+            if (M.backoff_ms > BACKOFF_MAX_MS)
+                M.backoff_ms = BACKOFF_MAX_MS;
+            if (!was_replacement)
+                M.respawns++;
+            M.respawn_at = nx_now_ms() + M.backoff_ms;
+            if (M.backoff_ms)
+                nx_log_warn("restarting a worker in %llu ms", (unsigned long long)M.backoff_ms);
+        }
+    }
+}
+
+static void on_signal(void)
+{
+    struct signalfd_siginfo si;
+    while (read(M.sig_fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+        switch (si.ssi_signo) {
+        case SIGCHLD:
+            reap();
+            break;
+        case SIGTERM:
+        case SIGINT:
+        case SIGQUIT:
+            if (M.state == M_RUNNING)
+                begin_stop(strsignal((int)si.ssi_signo));
+            else if (M.state == M_STOP_DELAY)
+                stop_workers(); /* asked twice: skip the rest of the delay */
+            break;
+        case SIGHUP:
+            begin_reload();
+            break;
+        case SIGUSR1:
+            nx_accesslog_reopen();
+            for (size_t i = 0; i < M.nw; i++)
+                kill(M.w[i].pid, SIGUSR1);
+            break;
+        default:
+            break;
+        }
+    }
+}
+
+static int timeout_until(uint64_t when, int cur)
+{
+    uint64_t now = nx_now_ms();
+    int t = when <= now ? 0 : (int)(when - now > 60000 ? 60000 : when - now);
+    return cur < 0 || t < cur ? t : cur;
+}
+
+static void run_timers(void)
+{
+    uint64_t now = nx_now_ms();
+    if (M.state == M_STOP_DELAY && now >= M.stop_at)
+        stop_workers();
+    if (M.state == M_STOPPING && now >= M.kill_at) {
+        for (size_t i = 0; i < M.nw; i++) {
+            nx_log_error("worker %d did not stop in time; killing it", (int)M.w[i].pid);
+            kill(M.w[i].pid, SIGKILL);
+        }
+        M.kill_at = now + 1000;
+    }
+    if (M.state == M_RUNNING && M.respawns && now >= M.respawn_at) {
+        while (M.respawns > 0 && spawn(M.gen, 0) == NX_OK)
+            M.respawns--;
+    }
+    if (M.reloading && now >= M.reload_deadline) {
+        nx_log_error("reload failed: the new workers were not ready within %d ms; keeping the "
+                     "running ones", RELOAD_TIMEOUT_MS);
+        for (size_t i = 0; i < M.nw; i++)
+            if (M.w[i].gen == M.gen)
+                drain_worker(&M.w[i]);
+        M.gen--;
+        M.reloading = false;
+    }
+}
+
+static int supervise(void)
+{
+    struct pollfd pfds[MAX_WORKERS + 1];
+    wproc *owners[MAX_WORKERS + 1];
+    while (!(M.state == M_STOPPING && M.nw == 0)) {
+        size_t n = 0;
+        pfds[n++] = (struct pollfd){.fd = M.sig_fd, .events = POLLIN};
+        for (size_t i = 0; i < M.nw; i++) {
+            if (M.w[i].fd >= 0) {
+                owners[n] = &M.w[i];
+                pfds[n++] = (struct pollfd){.fd = M.w[i].fd, .events = POLLIN};
+            }
+        }
+        int timeout = -1;
+        if (M.state == M_STOP_DELAY)
+            timeout = timeout_until(M.stop_at, timeout);
+        if (M.state == M_STOPPING)
+            timeout = timeout_until(M.kill_at, timeout);
+        if (M.state == M_RUNNING && M.respawns)
+            timeout = timeout_until(M.respawn_at, timeout);
+        if (M.reloading)
+            timeout = timeout_until(M.reload_deadline, timeout);
+        int rc = poll(pfds, n, timeout);
+        if (rc < 0 && errno != EINTR) {
+            nx_log_error("poll: %s", strerror(errno));
+            return 1;
+        }
+        /* Worker messages first: reaping may reorder the table they point into. */
+        for (size_t i = 1; rc > 0 && i < n; i++)
+            if (pfds[i].revents)
+                read_pipe(owners[i]);
+        if (rc > 0 && pfds[0].revents)
+            on_signal();
+        run_timers();
+    }
+    nx_log_info("all workers stopped; exiting");
+    return 0;
+}
+
+int nx_server_run(nx_config *cfg)
+{
+    memset(&M, 0, sizeof(M));
+    M.cfg = cfg;
+    M.listen_fd = -1;
+
+    if (nx_accesslog_open(cfg->access_log) != NX_OK) {
+        nx_log_error("cannot open access log %s: %s", cfg->access_log, strerror(errno));
+        return 1;
+    }
+    nx_app_router = nx_router_new();
+    char err[512];
+    if (nx_health_routes(nx_app_router, err, sizeof(err)) != NX_OK) {
+        nx_log_error("built-in routes: %s", err);
+        return 1;
+    }
+    if (nx_plugins_load(cfg->plugins_dir, nx_app_router, err, sizeof(err)) != NX_OK) {
+        nx_log_error("%s", err);
+        return 1;
+    }
+    M.shared = mmap(NULL, sizeof(nx_shared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+                    -1, 0);
+    if (M.shared == MAP_FAILED) {
+        nx_log_error("mmap of the shared segment: %s", strerror(errno));
+        return 1;
+    }
+    M.listen_fd = nx_listen_open(cfg->host, cfg->port);
+    if (M.listen_fd < 0)
+        return 1;
+
+    sigset_t set;
+    sigemptyset(&set);
+    int sigs[] = {SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1};
+    for (size_t i = 0; i < NX_ARRAY_LEN(sigs); i++)
+        sigaddset(&set, sigs[i]);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    M.sig_fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (M.sig_fd < 0) {
+        nx_log_error("signalfd: %s", strerror(errno));
+        return 1;
+    }
+    if (cfg->pid_file && *cfg->pid_file) {
+        FILE *f = fopen(cfg->pid_file, "w");
+        if (!f) {
+            nx_log_error("cannot write pid file %s: %s", cfg->pid_file, strerror(errno));
+            return 1;
+        }
+        fprintf(f, "%d\n", (int)getpid());
+        fclose(f);
+    }
+    nx_log_info("nexus %s listening on http://%s:%d with %d worker(s), %zu plugin(s)",
+                NX_VERSION, cfg->host, cfg->port, cfg->workers, nx_plugins_count());
+    for (int i = 0; i < cfg->workers; i++)
+        if (spawn(M.gen, 0) != NX_OK)
+            return 1;
+    int rc = supervise();
+    if (cfg->pid_file && *cfg->pid_file)
+        unlink(cfg->pid_file);
+    nx_plugins_unload();
+    return rc;
+}
