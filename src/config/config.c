@@ -21,6 +21,7 @@ typedef struct setting {
     const char *def;
     int64_t min, max; /* for K_INT and K_SIZE */
     const char *help;
+    const char *flag; /* when the key's last part would be ambiguous as a flag */
 } setting;
 
 #define OFF(f) offsetof(nx_config, f)
@@ -33,9 +34,11 @@ static const setting settings[] = {
      "development or production"},
     {"logging.access_log", K_STR, OFF(access_log), "stdout", 0, 0,
      "access log: off, stdout or a file path"},
-    {"logging.level", K_STR, OFF(log_level), "info", 0, 0, "debug, info, warn or error"},
+    {"logging.level", K_STR, OFF(log_level), "info", 0, 0, "debug, info, warn or error",
+     "--log-level"},
     {"plugins.dir", K_STR, OFF(plugins_dir), "", 0, 0,
-     "folders of plugins, separated by ':' (default: plugins beside the binary)"},
+     "folders of plugins, separated by ':' (default: plugins beside the binary)",
+     "--plugins-dir"},
     {"server.pid_file", K_STR, OFF(pid_file), "", 0, 0, "write the master's pid here"},
     {"server.shutdown_delay", K_DURATION, OFF(shutdown_delay_ms), "0", 0, 0,
      "on SIGTERM, serve this long with /ready at 503 before closing the listener"},
@@ -131,6 +134,10 @@ static void env_name(const setting *s, char *out, size_t len)
 
 static void flag_name(const setting *s, char *out, size_t len)
 {
+    if (s->flag) {
+        snprintf(out, len, "%s", s->flag);
+        return;
+    }
     const char *dot = strrchr(s->key, '.');
     size_t n = (size_t)snprintf(out, len, "--");
     for (const char *p = dot + 1; *p && n + 1 < len; p++)

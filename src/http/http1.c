@@ -35,6 +35,14 @@
 
 #define OUT_HIGH_WATER (256 * 1024) /* stop parsing more requests until this is written */
 #define ARENA_POOL_MAX 256
+/*
+ * When a worker drains, an idle keep-alive connection is closed only once it has been
+ * idle this long. At the moment of the drain nearly every busy connection is "idle"
+ * (between a response and the next request, which may be on the wire): closing them at
+ * once fails those requests. Within the grace a request is still served, answered with
+ * "Connection: close", and the client reconnects to a worker that is not draining.
+ */
+#define DRAIN_IDLE_MS 500
 
 enum conn_state { ST_HEAD, ST_BODY, ST_RUN, ST_CLOSED };
 
@@ -704,6 +712,8 @@ static void arm_timer(nx_conn *c)
         when = 0; /* the handler's own waits are bounded by its deadline */
     else if (c->head_started)
         when = c->since + ctx->set->header_ms;
+    else if (ctx->draining && ctx->set->keepalive_ms > DRAIN_IDLE_MS)
+        when = c->since + DRAIN_IDLE_MS;
     else
         when = c->since + ctx->set->keepalive_ms;
     if (when == 0)
@@ -737,9 +747,7 @@ static void process(nx_conn *c)
         nx_buf_put(c->in); /* idle connections hold no buffer */
         c->in = NULL;
     }
-    bool idle = c->state == ST_HEAD && !output_pending(c) && !c->in;
-    if ((c->want_close && !output_pending(c) && c->state != ST_RUN) ||
-        (c->ctx->draining && idle)) {
+    if (c->want_close && !output_pending(c) && c->state != ST_RUN) {
         conn_close(c);
         return;
     }
@@ -783,14 +791,10 @@ static void on_timer(nx_loop *loop, nx_timer *t)
 void nx_http_drain(nx_http_ctx *ctx)
 {
     ctx->draining = true;
-    nx_conn *c = ctx->conns;
-    while (c) {
-        nx_conn *next = c->next;
-        if (c->state == ST_HEAD && !c->head_started && !output_pending(c) &&
-            (!c->in || nx_buf_len(c->in) == 0))
-            conn_close(c);
-        c = next;
-    }
+    /* Idle connections get the drain grace instead of their keep-alive time. */
+    for (nx_conn *c = ctx->conns; c; c = c->next)
+        if (c->state == ST_HEAD && !c->head_started && !output_pending(c))
+            arm_timer(c);
 }
 
 size_t nx_http_close_all(nx_http_ctx *ctx)

@@ -56,8 +56,9 @@ void nx_http_ctx_init(nx_http_ctx *ctx);
 void nx_http_conn_open(nx_http_ctx *ctx, int fd, const struct sockaddr *peer, socklen_t len);
 
 /*
- * Starts draining: idle connections are closed now; busy ones finish their current
- * request, answer it with "Connection: close" and close.
+ * Starts draining: every response from now on says "Connection: close"; idle
+ * connections are closed once idle for a short grace (a request already on its way is
+ * still served); busy ones finish their current request and close.
  */
 void nx_http_drain(nx_http_ctx *ctx);
 
