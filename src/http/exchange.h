@@ -54,7 +54,7 @@ struct nx_req {
     size_t nheaders;
     nx_str body;
     nx_match match;
-    const struct sockaddr_storage *peer;
+    const struct sockaddr *peer;
     char *client_addr; /* formatted on first use */
     char id[NX_REQUEST_ID_MAX + 1];
     uint64_t deadline; /* monotonic ms: waits end with NX_ERR after it */

@@ -71,8 +71,11 @@ typedef struct nx_conn {
     bool is_chunked;    /* the body being read is chunked */
     bool head_started;  /* bytes of a new head have arrived */
     bool orphan;        /* closed while its handler was parked; freed when it ends */
-    socklen_t peer_len;
-    struct sockaddr_storage peer;
+    union {
+        struct sockaddr sa;
+        struct sockaddr_in in4;
+        struct sockaddr_in6 in6;
+    } peer; /* not sockaddr_storage: idle connections should stay small */
 } nx_conn;
 
 static nx_arena *arena_pool[ARENA_POOL_MAX];
@@ -165,7 +168,6 @@ void nx_http_conn_open(nx_http_ctx *ctx, int fd, const struct sockaddr *peer, so
     if (len > sizeof(c->peer))
         len = sizeof(c->peer);
     memcpy(&c->peer, peer, len);
-    c->peer_len = len;
     /* Responses are written whole; Nagle would only delay the last segment. */
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -335,7 +337,7 @@ static uint64_t serialize(nx_conn *c, nx_req *req, bool keep_alive)
         c->file_off = 0;
         c->file_left = blen;
     }
-    return no_body ? 0 : blen;
+    return no_body || req->is_head ? 0 : blen;
 }
 
 /* Writes what is queued. Returns NX_OK (all written), NX_AGAIN, or NX_ERR (close). */
@@ -405,13 +407,18 @@ static void run_request(void *arg)
  * a problem+json response and closes after it. A request in preparation is dropped, and
  * unread input discarded: after a framing error nothing that follows can be trusted.
  */
-static void fail(nx_conn *c, int status, const char *detail)
+static void fail(nx_conn *c, int status, const char *detail, nx_str path)
 {
-    release_request(c);
     nx_arena *a = arena_get();
     nx_req *req = nx_exchange_new(a);
     req->version = 11;
-    req->peer = &c->peer;
+    if (path.ptr) {
+        /* Copied before the request that may own those bytes is released. */
+        req->path = nx_arena_strndup(a, path.ptr, path.len); /* the problem's "instance" */
+        req->path_len = path.len;
+    }
+    release_request(c);
+    req->peer = &c->peer.sa;
     nx_exchange_set_id(req, NULL);
     nx_problem(&req->res, status, "%s", detail);
     c->keep_alive = false;
@@ -423,6 +430,14 @@ static void fail(nx_conn *c, int status, const char *detail)
     c->state = ST_HEAD;
     if (c->in)
         c->in->start = c->in->end;
+}
+
+/* The path of the request being read, for error answers; NULL when there is none. */
+static nx_str req_path(const nx_conn *c)
+{
+    if (!c->req || !c->req->path)
+        return (nx_str){NULL, 0};
+    return (nx_str){c->req->path, c->req->path_len};
 }
 
 static void process(nx_conn *c);
@@ -495,7 +510,7 @@ static void build_request(nx_conn *c, const nx_h1_request *h)
             strncasecmp(h->headers[i].name.ptr, "x-request-id", 12) == 0)
             client_id = v;
     }
-    req->peer = &c->peer;
+    req->peer = &c->peer.sa;
     req->loop = c->ctx->loop;
     req->router = c->ctx->router;
     req->is_head = h->method.len == 4 && memcmp(h->method.ptr, "HEAD", 4) == 0;
@@ -569,11 +584,11 @@ static bool collect_body(nx_conn *c)
     in->start += used;
     c->body->end += produced;
     if (rc == NX_H1_ERROR) {
-        fail(c, err.status, err.reason);
+        fail(c, err.status, err.reason, req_path(c));
         return false;
     }
     if (nx_buf_len(c->body) > c->ctx->set->max_body) {
-        fail(c, 413, "the request body is larger than the server accepts");
+        fail(c, 413, "the request body is larger than the server accepts", req_path(c));
         return false;
     }
     return rc == NX_OK;
@@ -592,7 +607,7 @@ static bool begin_body(nx_conn *c, const nx_h1_request *h)
     if (!h->chunked && h->content_length <= 0)
         return true;
     if (!h->chunked && (uint64_t)h->content_length > c->ctx->set->max_body) {
-        fail(c, 413, "the request body is larger than the server accepts");
+        fail(c, 413, "the request body is larger than the server accepts", req_path(c));
         return false;
     }
     if (!h->chunked && nx_buf_len(in) >= (uint64_t)h->content_length) {
@@ -637,10 +652,11 @@ static bool handle_input(nx_conn *c)
             return true;
         if (c->state == ST_HEAD && c->in && nx_buf_len(c->in)) {
             nx_h1_error err;
+            head.path = (nx_str){NULL, 0}; /* set by the parser once the target is read */
             int n = nx_h1_parse_head(c->in->data + c->in->start, nx_buf_len(c->in),
                                      &ctx->set->limits, &head, &err);
             if (n == NX_H1_ERROR) {
-                fail(c, err.status, err.reason);
+                fail(c, err.status, err.reason, head.path);
                 return false;
             }
             if (n > 0) {
@@ -784,7 +800,8 @@ static void on_timer(nx_loop *loop, nx_timer *t)
     }
     fail(c, 408,
          c->state == ST_BODY ? "the request body did not arrive in time"
-                             : "the request head did not arrive in time");
+                             : "the request head did not arrive in time",
+         req_path(c));
     process(c);
 }
 

@@ -229,10 +229,10 @@ const char *nx_req_client_addr(const nx_req *req)
         return r->client_addr;
     char buf[INET6_ADDRSTRLEN] = "-";
     if (req->peer) {
-        if (req->peer->ss_family == AF_INET) {
+        if (req->peer->sa_family == AF_INET) {
             const struct sockaddr_in *s = (const struct sockaddr_in *)req->peer;
             inet_ntop(AF_INET, &s->sin_addr, buf, sizeof(buf));
-        } else if (req->peer->ss_family == AF_INET6) {
+        } else if (req->peer->sa_family == AF_INET6) {
             const struct sockaddr_in6 *s = (const struct sockaddr_in6 *)req->peer;
             inet_ntop(AF_INET6, &s->sin6_addr, buf, sizeof(buf));
         }

@@ -1,0 +1,290 @@
+/*
+ * testkit - a plugin used only by the integration tests (tests/integration).
+ *
+ * Each route exposes one server behaviour to a black-box client: parking a coroutine,
+ * echoing what the parser handed the handler, reporting which worker served, crashing a
+ * worker from inside, and a readiness check the tests can flip with a file. It uses only
+ * the public API in include/nexus/, as any third-party plugin would.
+ */
+#include <nexus/nexus.h>
+
+#include <jansson.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+/* Largest body /test/big will build, so a typo in a test cannot exhaust a worker. */
+#define BIG_MAX (64u * 1024u * 1024u)
+
+/* Longest /test/sleep, far above any timeout the tests configure. */
+#define SLEEP_MAX_MS 600000u
+
+/*
+ * Parses a non-negative decimal query parameter; false when absent, empty, not all
+ * digits, or above max.
+ */
+static bool query_u64(nx_req *req, const char *name, uint64_t max, uint64_t *out)
+{
+    const char *s = nx_req_query(req, name);
+    if (!s || !*s)
+        return false;
+    uint64_t v = 0;
+    for (const char *c = s; *c; c++) {
+        if (*c < '0' || *c > '9')
+            return false;
+        v = v * 10 + (uint64_t)(*c - '0');
+        if (v > max)
+            return false;
+    }
+    *out = v;
+    return true;
+}
+
+/* GET /test/sleep?ms=N: parks this coroutine only, then answers "slept N". */
+static void sleep_handler(nx_req *req, nx_res *res)
+{
+    uint64_t ms;
+    if (!query_u64(req, "ms", SLEEP_MAX_MS, &ms)) {
+        nx_problem(res, 400, "ms must be an integer in 0..%u", SLEEP_MAX_MS);
+        return;
+    }
+    if (nx_sleep_ms(req, ms) != NX_OK) {
+        nx_problem(res, 503, "deadline passed while sleeping");
+        return;
+    }
+    nx_text(res, 200, nx_arena_printf(nx_req_arena(req), "slept %llu", (unsigned long long)ms));
+}
+
+/* POST|PUT /test/echo: the body back, with the request's Content-Type. */
+static void echo_handler(nx_req *req, nx_res *res)
+{
+    nx_str body = nx_req_body(req);
+    const char *ctype = nx_req_header(req, "Content-Type");
+    char len[32];
+    snprintf(len, sizeof len, "%zu", body.len);
+    nx_res_header(res, "X-Body-Length", len);
+    nx_res_header(res, "X-Method", nx_req_method(req));
+    nx_res_status(res, 200);
+    nx_res_body(res, ctype ? ctype : "application/octet-stream", body.ptr, body.len);
+}
+
+/*
+ * GET /test/headers: the request headers as one JSON object, names lowercased; a header
+ * that occurs more than once has its values joined with ", " in order of arrival.
+ */
+static void headers_handler(nx_req *req, nx_res *res)
+{
+    json_t *obj = json_object();
+    if (!obj) {
+        nx_json(res, 200, NULL);
+        return;
+    }
+    nx_arena *a = nx_req_arena(req);
+    size_t n = nx_req_header_count(req);
+    for (size_t i = 0; i < n; i++) {
+        nx_str name, value;
+        if (!nx_req_header_at(req, i, &name, &value))
+            continue;
+        char *key = nx_arena_strndup(a, name.ptr, name.len);
+        for (char *c = key; *c; c++)
+            if (*c >= 'A' && *c <= 'Z')
+                *c = (char)(*c - 'A' + 'a');
+        json_t *old = json_object_get(obj, key);
+        json_t *val;
+        if (old)
+            val = json_stringn(
+                nx_arena_printf(a, "%s, %.*s", json_string_value(old), (int)value.len, value.ptr),
+                json_string_length(old) + 2 + value.len);
+        else
+            val = json_stringn(value.ptr, value.len);
+        /* A value that is not UTF-8 (obs-text) is reported as null. */
+        json_object_set_new(obj, key, val ? val : json_null());
+    }
+    json_object_set_new(obj, "x-testkit-count", json_integer((json_int_t)n));
+    nx_json(res, 200, obj);
+}
+
+/* GET /test/params/{id:int}/{name}: both captures, id converted by the API. */
+static void params_handler(nx_req *req, nx_res *res)
+{
+    int64_t id;
+    if (!nx_req_param_i64(req, "id", &id)) {
+        nx_problem(res, 500, "router matched {id:int} but nx_req_param_i64 failed");
+        return;
+    }
+    const char *name = nx_req_param(req, "name");
+    nx_json(res, 200,
+            json_pack("{s:I, s:s, s:s}", "id", (json_int_t)id, "id_raw", nx_req_param(req, "id"),
+                      "name", name ? name : ""));
+}
+
+/* GET /test/files/{rest...}: the rest of the path as captured. */
+static void files_handler(nx_req *req, nx_res *res)
+{
+    const char *rest = nx_req_param(req, "rest");
+    nx_json(res, 200, json_pack("{s:s?}", "rest", rest));
+}
+
+/* GET /test/pid: which worker process served this request. */
+static void pid_handler(nx_req *req, nx_res *res)
+{
+    nx_text(res, 200, nx_arena_printf(nx_req_arena(req), "%ld", (long)getpid()));
+}
+
+/* GET /test/crash: kills the serving worker from inside (the master must replace it). */
+static void crash_handler(nx_req *req, nx_res *res)
+{
+    (void)req;
+    (void)res;
+    nx_log_warn("testkit: /test/crash called, aborting worker %ld", (long)getpid());
+    abort();
+}
+
+/* GET /test/big?n=N: N bytes of a predictable pattern ("0123456789" repeated). */
+static void big_handler(nx_req *req, nx_res *res)
+{
+    uint64_t n;
+    if (!query_u64(req, "n", BIG_MAX, &n)) {
+        nx_problem(res, 400, "n must be an integer in 0..%u", BIG_MAX);
+        return;
+    }
+    char *buf = nx_arena_alloc(nx_req_arena(req), n ? (size_t)n : 1);
+    for (uint64_t i = 0; i < n; i++)
+        buf[i] = (char)('0' + i % 10);
+    nx_res_status(res, 200);
+    nx_res_body_static(res, "application/octet-stream", buf, (size_t)n);
+}
+
+/* DELETE|PUT /test/methods: a path without GET, for 405 and OPTIONS tests. */
+static void methods_handler(nx_req *req, nx_res *res)
+{
+    nx_text(res, 200, nx_req_method(req));
+}
+
+/* GET /test/query?name=...: the decoded value (null when absent) and the raw string. */
+static void query_handler(nx_req *req, nx_res *res)
+{
+    const char *v = nx_req_query(req, "name");
+    nx_json(res, 200, json_pack("{s:s?, s:s}", "name", v, "raw", nx_req_query_string(req)));
+}
+
+/* GET /test/client: the client address as the server saw it. */
+static void client_handler(nx_req *req, nx_res *res)
+{
+    nx_text(res, 200, nx_req_client_addr(req));
+}
+
+/* GET /test/reqid: the request id as the handler sees it. */
+static void reqid_handler(nx_req *req, nx_res *res)
+{
+    nx_text(res, 200, nx_req_id(req));
+}
+
+/* GET /test/file?path=...: nx_res_file on that path. */
+static void file_handler(nx_req *req, nx_res *res)
+{
+    const char *path = nx_req_query(req, "path");
+    if (!path || !*path) {
+        nx_problem(res, 400, "path is required");
+        return;
+    }
+    nx_res_file(res, path);
+}
+
+/* GET /test/info: method, path, raw query and HTTP version as the handler sees them. */
+static void info_handler(nx_req *req, nx_res *res)
+{
+    nx_json(res, 200,
+            json_pack("{s:s, s:s, s:s, s:i}", "method", nx_req_method(req), "path",
+                      nx_req_path(req), "query", nx_req_query_string(req), "version",
+                      nx_req_version(req)));
+}
+
+/* "*" /test/any: any method; answers with the method. */
+static void any_handler(nx_req *req, nx_res *res)
+{
+    nx_text(res, 200, nx_req_method(req));
+}
+
+/* GET /test/status?code=N: an nx_problem with that status, for error-shape tests. */
+static void status_handler(nx_req *req, nx_res *res)
+{
+    uint64_t code;
+    if (!query_u64(req, "code", 599, &code) || code < 400) {
+        nx_problem(res, 400, "code must be in 400..599");
+        return;
+    }
+    nx_problem(res, (int)code, "testkit asked for %d", (int)code);
+}
+
+/* GET /test/badheader: nx_res_header must refuse CR/LF (response splitting). */
+static void badheader_handler(nx_req *req, nx_res *res)
+{
+    (void)req;
+    int a = nx_res_header(res, "X-Split", "a\r\nX-Injected: 1");
+    int b = nx_res_header(res, "X-Bad\r\nName", "v");
+    int c = nx_res_header(res, "X-Good", "fine");
+    char out[96];
+    snprintf(out, sizeof out, "%d %d %d", a, b, c);
+    nx_text(res, 200, out);
+}
+
+/*
+ * Readiness: fails while the file named by NEXUS_TEST_NOT_READY_FILE exists, so a test
+ * can flip /ready without restarting the server.
+ */
+static bool testkit_ready(const char **why)
+{
+    const char *path = getenv("NEXUS_TEST_NOT_READY_FILE");
+    if (path && *path && access(path, F_OK) == 0) {
+        *why = "testkit not-ready file exists";
+        return false;
+    }
+    return true;
+}
+
+static int testkit_init(nx_plugin *p)
+{
+    static const struct {
+        const char *method;
+        const char *pattern;
+        nx_handler_fn fn;
+    } routes[] = {
+        {"GET", "/test/sleep", sleep_handler},
+        {"POST", "/test/echo", echo_handler},
+        {"PUT", "/test/echo", echo_handler},
+        {"GET", "/test/headers", headers_handler},
+        {"GET", "/test/params/{id:int}/{name}", params_handler},
+        {"GET", "/test/files/{rest...}", files_handler},
+        {"GET", "/test/pid", pid_handler},
+        {"GET", "/test/crash", crash_handler},
+        {"GET", "/test/big", big_handler},
+        {"DELETE", "/test/methods", methods_handler},
+        {"PUT", "/test/methods", methods_handler},
+        {"GET", "/test/query", query_handler},
+        {"GET", "/test/client", client_handler},
+        {"GET", "/test/reqid", reqid_handler},
+        {"GET", "/test/file", file_handler},
+        {"GET", "/test/info", info_handler},
+        {"*", "/test/any", any_handler},
+        {"GET", "/test/status", status_handler},
+        {"GET", "/test/badheader", badheader_handler},
+    };
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+        if (nx_route(p, routes[i].method, routes[i].pattern, routes[i].fn, NX_ROUTE_DEFAULT) !=
+            NX_OK) {
+            nx_log_error("testkit: cannot register %s %s", routes[i].method, routes[i].pattern);
+            return -1;
+        }
+    }
+    if (nx_ready_check(p, "testkit", testkit_ready) != NX_OK) {
+        nx_log_error("testkit: cannot register the readiness check");
+        return -1;
+    }
+    return 0;
+}
+
+NEXUS_PLUGIN("testkit", "1.0.0", testkit_init, NULL);
