@@ -90,7 +90,8 @@ static int apply(nx_config *cfg, const setting *s, const char *val, char *err, s
         char *end;
         errno = 0;
         long long v = strtoll(val, &end, 10);
-        if (errno || end == val || *end || v < s->min || v > s->max) {
+        bool starts_ok = isdigit((unsigned char)val[0]) || val[0] == '-';
+        if (!starts_ok || errno || end == val || *end || v < s->min || v > s->max) {
             snprintf(err, errlen, "expected an integer from %lld to %lld, got '%s'",
                      (long long)s->min, (long long)s->max, val);
             return NX_ERR;

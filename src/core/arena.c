@@ -2,9 +2,9 @@
  * arena.c - bump allocation in blocks, released all at once.
  *
  * The first block is allocated together with the arena header, so resetting an arena
- * returns it to the state of a fresh one without touching malloc. Large allocations
- * (over a quarter of a block) get a block of their own, so one big body does not waste
- * the rest of a normal block.
+ * returns it to the state of a fresh one without touching malloc. A large allocation
+ * (over a quarter of a block) that does not fit in the current block gets a block of its
+ * own, so one big body does not waste the rest of a normal block.
  */
 #include "core/arena.h"
 

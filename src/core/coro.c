@@ -66,7 +66,10 @@ static void *main_fake_stack;
 void nx_coro_set_stack_size(size_t size)
 {
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    stack_size = (size + page - 1) / page * page;
+    size = (size + page - 1) / page * page;
+    if (size != stack_size)
+        nx_coro_pool_drain(); /* pooled stacks have the old size */
+    stack_size = size;
 }
 
 static nx_coro *stack_new(void)

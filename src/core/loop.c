@@ -25,6 +25,7 @@
 struct nx_loop {
     int epfd;
     bool stop;
+    uint64_t iteration;
     uint64_t now;
     int64_t wall;
     nx_timer **heap;
@@ -143,6 +144,7 @@ void nx_timer_set(nx_loop *loop, nx_timer *t, uint64_t when)
     if (t->heap_idx) {
         uint64_t old = t->when;
         t->when = when;
+        t->armed_in = loop->iteration;
         size_t i = t->heap_idx - 1;
         if (when < old)
             sift_up(loop, i);
@@ -155,6 +157,7 @@ void nx_timer_set(nx_loop *loop, nx_timer *t, uint64_t when)
         loop->heap = nx_xrealloc(loop->heap, loop->capheap * sizeof(*loop->heap));
     }
     t->when = when;
+    t->armed_in = loop->iteration;
     heap_place(loop, loop->nheap++, t);
     sift_up(loop, loop->nheap - 1);
 }
@@ -187,9 +190,17 @@ void nx_loop_stop(nx_loop *loop)
     loop->stop = true;
 }
 
+/*
+ * Fires the timers that are due. A timer (re)armed during this iteration waits for the
+ * next one even if already due: a callback that re-arms its timer at "now" (or a handler
+ * sleeping 0 ms in a loop) would otherwise fire forever without the clock moving or any
+ * I/O being served. Stopping at the first such timer delays others due at the same
+ * instant by one iteration, which polls with a zero timeout.
+ */
 static void fire_timers(nx_loop *loop)
 {
-    while (loop->nheap && loop->heap[0]->when <= loop->now) {
+    while (loop->nheap && loop->heap[0]->when <= loop->now &&
+           loop->heap[0]->armed_in != loop->iteration) {
         nx_timer *t = loop->heap[0];
         nx_timer_cancel(loop, t);
         t->cb(loop, t);
@@ -210,6 +221,7 @@ int nx_loop_run(nx_loop *loop)
         if (n < 0 && errno != EINTR)
             return NX_ERR;
         refresh_clock(loop);
+        loop->iteration++;
         for (int i = 0; i < n; i++) {
             nx_io *io = events[i].data.ptr;
             io->cb(loop, io, events[i].events);

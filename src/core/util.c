@@ -69,9 +69,18 @@ int nx_parse_duration_ms(const char *s, uint64_t *ms)
 {
     if (!s || !*s)
         return -1;
+    /* Digits with at most one '.', then the unit: strtod alone would take "0x10" or
+     * "1e3", which no operator means as a duration. */
+    size_t i = 0, dots = 0;
+    while (isdigit((unsigned char)s[i]) || (s[i] == '.' && ++dots == 1))
+        i++;
+    if (i == 0 || s[i] == '.')
+        return -1;
     char *end;
     errno = 0;
     double v = strtod(s, &end);
+    if (end != s + i)
+        return -1;
     if (errno || end == s || v < 0 || !isfinite(v) || !isdigit((unsigned char)s[0]))
         return -1;
     double mult;

@@ -42,7 +42,7 @@ int nx_parse_duration_ms(const char *s, uint64_t *ms);
 /* Parses a size: "100M", "8k", "1g", bare bytes ("4096"); case-insensitive. 0 or -1. */
 int nx_parse_size(const char *s, uint64_t *bytes);
 
-/* Parses a non-negative decimal integer that fits in int64; 0 or -1. */
+/* Parses a non-negative decimal integer of 1 to 19 digits that fits in int64; 0 or -1. */
 int nx_parse_i64(const char *s, size_t len, int64_t *out);
 
 #endif

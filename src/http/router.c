@@ -329,38 +329,87 @@ static const node *walk_node(const node *n, const char *p, const char *end, walk
     return NULL;
 }
 
-static void add_allow(char *allow, size_t allow_len, size_t *pos, const char *m)
+typedef struct allow_list {
+    char *buf;
+    size_t len, pos;
+    bool full; /* an entry did not fit: later ones are dropped too, so it stays a prefix */
+} allow_list;
+
+static void add_allow(allow_list *a, const char *m)
 {
-    /* Skip duplicates: "GET" may be listed and also implied. */
     size_t ml = strlen(m);
-    for (const char *q = allow; (q = strstr(q, m)) != NULL; q += ml)
-        if ((q == allow || q[-1] == ' ') && (q[ml] == ',' || q[ml] == '\0'))
+    /* Skip duplicates: GET may be registered on several matching routes. */
+    for (const char *q = a->buf; a->pos && (q = strstr(q, m)) != NULL; q += ml)
+        if ((q == a->buf || q[-1] == ' ') && (q[ml] == ',' || q[ml] == '\0'))
             return;
-    int n = snprintf(allow + *pos, allow_len - *pos, "%s%s", *pos ? ", " : "", m);
-    if (n > 0 && (size_t)n < allow_len - *pos)
-        *pos += (size_t)n;
+    size_t need = (a->pos ? 2 : 0) + ml;
+    if (a->full || a->pos + need >= a->len) {
+        a->full = true;
+        return;
+    }
+    if (a->pos) {
+        memcpy(a->buf + a->pos, ", ", 2);
+        a->pos += 2;
+    }
+    memcpy(a->buf + a->pos, m, ml + 1);
+    a->pos += ml;
 }
 
-static void build_allow(const node *n, char *allow, size_t allow_len)
+static void allow_node(const node *n, allow_list *a, bool *get)
 {
-    size_t pos = 0;
-    allow[0] = '\0';
-    bool get = false;
     for (size_t i = 0; i < n->neps; i++) {
         const char *m = n->eps[i]->info.method;
         if (m[0] == '*') {
-            static const char *const all[] = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"};
+            static const char *const all[] = {"GET", "POST", "PUT", "PATCH", "DELETE"};
             for (size_t j = 0; j < NX_ARRAY_LEN(all); j++)
-                add_allow(allow, allow_len, &pos, all[j]);
+                add_allow(a, all[j]);
+            *get = true;
             continue;
         }
-        add_allow(allow, allow_len, &pos, m);
+        add_allow(a, m);
         if (strcmp(m, "GET") == 0)
-            get = true;
+            *get = true;
     }
+}
+
+/* Adds the methods of every route whose pattern matches [p, end), whichever branch. */
+static void collect_allow(const node *n, const char *p, const char *end, allow_list *a, bool *get)
+{
+    const char *slash = memchr(p, '/', (size_t)(end - p));
+    const char *se = slash ? slash : end;
+    size_t len = (size_t)(se - p);
+    const node *next[3] = {NULL, NULL, NULL};
+    for (size_t i = 0; i < n->nlit; i++)
+        if (n->lit[i]->seg_len == len && memcmp(n->lit[i]->seg, p, len) == 0)
+            next[0] = n->lit[i];
+    if (n->p_int && is_int_seg(p, len))
+        next[1] = n->p_int;
+    if (n->p_any && len > 0)
+        next[2] = n->p_any;
+    for (size_t i = 0; i < 3; i++) {
+        if (!next[i])
+            continue;
+        if (slash)
+            collect_allow(next[i], slash + 1, end, a, get);
+        else
+            allow_node(next[i], a, get);
+    }
+    if (n->wild)
+        allow_node(n->wild, a, get);
+}
+
+static void build_allow(const nx_router *r, const char *path, size_t path_len, char *buf,
+                        size_t len)
+{
+    if (len == 0)
+        return;
+    allow_list a = {.buf = buf, .len = len};
+    buf[0] = '\0';
+    bool get = false;
+    collect_allow(&r->root, path + 1, path + path_len, &a, &get);
     if (get)
-        add_allow(allow, allow_len, &pos, "HEAD");
-    add_allow(allow, allow_len, &pos, "OPTIONS");
+        add_allow(&a, "HEAD");
+    add_allow(&a, "OPTIONS");
 }
 
 enum nx_match_result nx_router_match(const nx_router *r, const char *method, size_t method_len,
@@ -383,7 +432,7 @@ enum nx_match_result nx_router_match(const nx_router *r, const char *method, siz
         n = walk_node(&r->root, p, end, &w);
         if (!n)
             return NX_MATCH_NOT_FOUND;
-        build_allow(n, allow, allow_len);
+        build_allow(r, path, path_len, allow, allow_len);
         if (method_len == 7 && memcmp(method, "OPTIONS", 7) == 0)
             return NX_MATCH_OPTIONS;
         return NX_MATCH_NO_METHOD;
