@@ -116,10 +116,15 @@ bench:
 	@$(MAKE) --no-print-directory all
 	bench/run.sh $(abspath $(BIN))
 
+# Builds the fuzz target and runs it for FUZZ_TIME seconds. New inputs go to a corpus in
+# the build folder; the committed seeds in tests/fuzz/corpus are only read.
+FUZZ_TIME ?= 60
 fuzz:
-	@mkdir -p $(BUILD)/fuzz
+	@mkdir -p $(BUILD)/fuzz/corpus
 	clang $(CPPFLAGS) -std=c11 -O1 -g -fsanitize=fuzzer,address,undefined \
 	    -o $(BUILD)/fuzz/http1_fuzz tests/fuzz/http1_fuzz.c src/http/http1_parse.c
+	$(BUILD)/fuzz/http1_fuzz -max_total_time=$(FUZZ_TIME) -dict=tests/fuzz/http1.dict \
+	    -artifact_prefix=$(BUILD)/fuzz/ $(BUILD)/fuzz/corpus tests/fuzz/corpus/http1
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/include/nexus \

@@ -488,9 +488,14 @@ static void build_request(nx_conn *c, const nx_h1_request *h)
     req->method_len = h->method.len;
     char *path = (char *)h->path.ptr;
     bool has_query = h->path.ptr + h->path.len < h->target.ptr + h->target.len;
-    path[h->path.len] = '\0';
-    req->path = path;
-    req->path_len = h->path.len;
+    if (h->path.len) {
+        path[h->path.len] = '\0';
+        req->path = path;
+        req->path_len = h->path.len;
+    } else {
+        req->path = "/"; /* absolute form without a path: "http://host" means "/" */
+        req->path_len = 1;
+    }
     if (has_query) {
         char *q = (char *)h->query.ptr;
         q[h->query.len] = '\0';

@@ -41,7 +41,9 @@ typedef struct nx_h1_header {
 typedef struct nx_h1_request {
     nx_str method; /* token, as sent */
     nx_str target; /* request-target, as sent */
-    nx_str path;   /* target up to '?' (or the whole authority/asterisk form) */
+    nx_str path;   /* target up to '?' (or the whole authority/asterisk form); for an
+                      absolute-form target, its path after the authority, which may be
+                      empty ("http://h" or "http://h?q": the path is "/") */
     nx_str query;  /* after '?', without it; len 0 when absent */
     int version;   /* 10 or 11 */
     nx_h1_header headers[NX_H1_MAX_HEADERS];
@@ -53,8 +55,10 @@ typedef struct nx_h1_request {
     bool keep_alive;        /* HTTP/1.1 unless "Connection: close"; 1.0 only with keep-alive */
     bool expect_continue;   /* Expect: 100-continue */
     bool upgrade;           /* Connection: upgrade with an Upgrade header */
-    nx_str host;            /* Host value; len 0 only for HTTP/1.0 without Host */
+    nx_str host;            /* Host value; len 0 only for HTTP/1.0 without Host; for an
+                               absolute-form target its authority (RFC 9112 §3.2.2) */
 } nx_h1_request;
+/* Every nx_str above points into the parsed buffer, empty ones included (never NULL). */
 
 typedef struct nx_h1_error {
     int status;         /* HTTP status to answer: 400, 414, 431, 501 or 505 */
@@ -71,7 +75,8 @@ typedef struct nx_h1_error {
  * *err filled.
  *
  * Rejected (status): a malformed request line or method token (400); a method that is
- * well formed but not a registered HTTP method (501); a version other than HTTP/1.0 or
+ * well formed but not a registered HTTP method (501, reported only after the rest of the
+ * head parsed, so that req->path is set for the answer); a version other than HTTP/1.0 or
  * HTTP/1.1 (505, or 400 when malformed); a target with control characters, spaces or
  * bytes >= 0x80 (400); a request line over max_request_line (414); a field over
  * max_field, a head over max_head or more than max_headers fields (431); an empty or
@@ -82,6 +87,17 @@ typedef struct nx_h1_error {
  * one); Transfer-Encoding together with Content-Length; Transfer-Encoding in HTTP/1.0;
  * Transfer-Encoding whose final coding is not chunked, or chunked appearing twice (400);
  * a coding other than chunked (501).
+ *
+ * Also rejected with 400, as a server may (RFC 9112 §3, §3.2, RFC 9110 §4.2.4, §9.3.6): a
+ * target form that does not fit the method (asterisk-form outside OPTIONS, authority-form
+ * outside CONNECT, CONNECT without it); '#' in the target; an absolute-form target whose
+ * scheme is not http(s), or with userinfo or an invalid authority; an empty Transfer-Encoding
+ * list element, a parameter on chunked, or a tab anywhere in Transfer-Encoding (hops disagree
+ * on whether "chunked\t" is chunked); Content-Length or Transfer-Encoding on CONNECT.
+ * "HTTP/x.y" other than 1.0 and 1.1 gets 505 as soon as its digits arrive.
+ *
+ * lim may be NULL for the defaults and err may be NULL. *req is meaningful only after a
+ * positive return; it holds up to NX_H1_MAX_HEADERS fields, so keep it off small stacks.
  */
 int nx_h1_parse_head(const char *buf, size_t len, const nx_h1_limits *lim, nx_h1_request *req,
                      nx_h1_error *err);
@@ -109,6 +125,11 @@ void nx_h1_chunked_init(nx_h1_chunked *c);
  * is needed, or NX_H1_ERROR (status 400, reason set; offset relative to in) for a bad chunk
  * size (non-hex, empty, overflowing 2^63), a bad chunk extension, data not followed by
  * CRLF, bare LF or CR, or a trailer section over 8192 bytes or with a malformed field.
+ *
+ * Also an error: a chunk-size line (size and extensions) over 4096 bytes, and whitespace
+ * after the size that is not followed by ';' ("5 \r\n"). Trailer fields are checked and
+ * dropped. Once NX_OK was returned further calls return NX_OK and consume nothing; after
+ * NX_H1_ERROR they return NX_H1_ERROR. *consumed and *out_len are set on every return.
  */
 int nx_h1_chunked_decode(nx_h1_chunked *c, const char *in, size_t in_len, size_t *consumed,
                          char *out, size_t *out_len, nx_h1_error *err);
