@@ -68,6 +68,9 @@ struct nx_req {
 /* A request/response pair in arena a, with the response at its defaults. */
 nx_req *nx_exchange_new(nx_arena *a);
 
+/* Starts this process's request-id sequence; each worker calls it after fork. */
+void nx_request_ids_init(void);
+
 /* Sets req->id from the client's X-Request-ID when it is valid, else generates one. */
 void nx_exchange_set_id(nx_req *req, const char *client_id);
 

@@ -43,9 +43,21 @@ nx_req *nx_exchange_new(nx_arena *a)
 
 static char id_prefix[17];
 static uint32_t id_counter;
-static pid_t id_pid;
 
 static const char hex[] = "0123456789abcdef";
+
+void nx_request_ids_init(void)
+{
+    /* A random prefix per process plus a counter: unique without a system call per
+     * request. Called again in each forked worker, which must not share the prefix. */
+    uint64_t seed = 0;
+    if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != sizeof(seed))
+        seed = (uint64_t)getpid() * 0x9E3779B97F4A7C15ull ^ nx_now_ms();
+    for (int i = 0; i < 16; i++)
+        id_prefix[i] = hex[(seed >> (i * 4)) & 15];
+    id_prefix[16] = '\0';
+    id_counter = 0;
+}
 
 /* A client-chosen id is echoed only when it is short and made of safe characters: it
  * ends up in our logs and response headers. */
@@ -68,19 +80,8 @@ void nx_exchange_set_id(nx_req *req, const char *client_id)
         strcpy(req->id, client_id);
         return;
     }
-    /* Per-process random prefix (renewed after fork) + counter: unique without a
-     * system call per request. */
-    pid_t pid = getpid();
-    if (pid != id_pid) {
-        uint64_t seed = 0;
-        if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != sizeof(seed))
-            seed = (uint64_t)pid * 0x9E3779B97F4A7C15ull ^ nx_now_ms();
-        for (int i = 0; i < 16; i++)
-            id_prefix[i] = hex[(seed >> (i * 4)) & 15];
-        id_prefix[16] = '\0';
-        id_pid = pid;
-        id_counter = 0;
-    }
+    if (!id_prefix[0])
+        nx_request_ids_init();
     uint32_t c = ++id_counter;
     memcpy(req->id, id_prefix, 16);
     for (int i = 0; i < 8; i++)

@@ -180,6 +180,7 @@ void nx_worker_main(const nx_config *cfg, int listen_fd, int notify_fd, nx_share
     memset(&W, 0, sizeof(W));
     W.cfg = cfg;
     W.notify_fd = notify_fd;
+    nx_request_ids_init();
     nx_health_watch_stop_flag(&shared->stopping);
 
     /* SIGINT reaches the whole process group from a terminal; the master decides what it
