@@ -8,7 +8,7 @@ profile=${1:-test}
 
 build=(gcc make pkg-config libc6-dev libjansson-dev)
 test=(libcriterion-dev python3 python3-pytest python3-requests curl clang)
-bench=(wrk nginx-light)
+bench=(wrk nginx-light curl python3 util-linux)
 
 case "$profile" in
 run) want=("${build[@]}") ;;
