@@ -90,8 +90,10 @@ int nx_sleep_ms(nx_req *req, uint64_t ms);
 void nx_res_status(nx_res *res, int status);
 
 /*
- * Adds a response header. Name and value are copied. Returns NX_ERR (and adds nothing)
- * when either contains CR, LF or NUL, which would split the response.
+ * Adds a response header. Name and value are copied. Content-Type replaces the body's
+ * content type. Returns NX_ERR (and adds nothing) when either contains CR or LF, which
+ * would split the response, or for Content-Length, Transfer-Encoding and Connection,
+ * which the server writes itself from the response it sends.
  */
 int nx_res_header(nx_res *res, const char *name, const char *value);
 

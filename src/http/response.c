@@ -86,11 +86,24 @@ static bool has_crlf(const char *s)
     return strpbrk(s, "\r\n") != NULL;
 }
 
+/* Headers that frame the message belong to the protocol layer: a handler setting them
+ * could make the server's own framing lie (a response-splitting vector). */
+static bool is_framing_header(const char *name)
+{
+    return strcasecmp(name, "Content-Length") == 0 ||
+           strcasecmp(name, "Transfer-Encoding") == 0 || strcasecmp(name, "Connection") == 0;
+}
+
 int nx_res_header(nx_res *res, const char *name, const char *value)
 {
-    if (!name || !value || !*name || has_crlf(name) || has_crlf(value) || strchr(name, ':'))
+    if (!name || !value || !*name || has_crlf(name) || has_crlf(value) || strchr(name, ':') ||
+        is_framing_header(name))
         return NX_ERR;
     nx_arena *a = req_of(res)->arena;
+    if (strcasecmp(name, "Content-Type") == 0) {
+        res->content_type = nx_arena_strdup(a, value); /* one Content-Type, not two */
+        return NX_OK;
+    }
     nx_res_hdr *h = nx_arena_alloc(a, sizeof(*h));
     h->name = nx_arena_strdup(a, name);
     h->value = nx_arena_strdup(a, value);

@@ -196,7 +196,9 @@ def test_file_missing_is_404_problem(server, tmp_path):
 def test_response_header_injection_refused(server):
     r = server.get("/test/badheader")
     assert r.status_code == 200
-    assert r.text == "-1 -1 0"
+    assert r.text == "-1 -1 0 -1 -1"
+    assert r.headers["Content-Length"] == str(len(r.content))
+    assert "Transfer-Encoding" not in r.headers
     assert "X-Injected" not in r.headers
     assert r.headers.get("X-Good") == "fine"
     assert "X-Split" not in r.headers

@@ -220,15 +220,18 @@ static void status_handler(nx_req *req, nx_res *res)
     nx_problem(res, (int)code, "testkit asked for %d", (int)code);
 }
 
-/* GET /test/badheader: nx_res_header must refuse CR/LF (response splitting). */
+/* GET /test/badheader: nx_res_header must refuse CR/LF (response splitting) and the
+ * headers that frame the message, which only the server may write. */
 static void badheader_handler(nx_req *req, nx_res *res)
 {
     (void)req;
     int a = nx_res_header(res, "X-Split", "a\r\nX-Injected: 1");
     int b = nx_res_header(res, "X-Bad\r\nName", "v");
     int c = nx_res_header(res, "X-Good", "fine");
+    int d = nx_res_header(res, "content-length", "0");
+    int e = nx_res_header(res, "Transfer-Encoding", "chunked");
     char out[96];
-    snprintf(out, sizeof out, "%d %d %d", a, b, c);
+    snprintf(out, sizeof out, "%d %d %d %d %d", a, b, c, d, e);
     nx_text(res, 200, out);
 }
 
