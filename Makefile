@@ -15,7 +15,7 @@ BUILD    ?= build
 SANITIZE ?=
 PYTHON   ?= /usr/bin/python3
 
-PKGS     := jansson
+PKGS     := jansson yaml-0.1
 VERSION  := 0.1.0
 
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
@@ -56,7 +56,7 @@ UNIT_SRC := $(wildcard tests/unit/*/*_test.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all run test unit integration bench fuzz install deps clean format format-check \
-        test-build
+        test-build docs
 
 all: $(BIN) $(PLUGIN_SO)
 
@@ -134,6 +134,10 @@ install: all
 	install -m 755 $(PLUGIN_SO) $(DESTDIR)$(PREFIX)/lib/nexus/plugins/
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' nexus.pc.in \
 	    > $(DESTDIR)$(PREFIX)/lib/pkgconfig/nexus.pc
+
+# The configuration reference is generated from the schema (a test checks it is current).
+docs: all
+	$(BIN) config docs > docs/configuration.md
 
 FORMAT_SRC = $(shell git ls-files '*.c' '*.h')
 format:

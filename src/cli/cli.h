@@ -5,5 +5,6 @@
 #define NX_CLI_CLI_H
 
 int nx_cmd_serve(int argc, char **argv);
+int nx_cmd_config(int argc, char **argv);
 
 #endif

@@ -11,6 +11,7 @@ static void usage(FILE *out)
     fprintf(out, "usage: nexus COMMAND [options]\n\n"
                  "commands:\n"
                  "  serve      run the server (nexus serve --help for its options)\n"
+                 "  config     check or show the configuration (nexus config --help)\n"
                  "  version    print the version\n");
 }
 
@@ -23,6 +24,8 @@ int main(int argc, char **argv)
     const char *cmd = argv[1];
     if (strcmp(cmd, "serve") == 0)
         return nx_cmd_serve(argc, argv);
+    if (strcmp(cmd, "config") == 0)
+        return nx_cmd_config(argc, argv);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("nexus %s\n", NX_VERSION);
         return 0;

@@ -14,8 +14,6 @@
 #include "core/util.h"
 #include "server/server.h"
 
-#define EX_CONFIG 78
-
 /* Plugins beside the binary (build/plugins for build/nexus), else the installed folder
  * (PREFIX/lib/nexus/plugins for PREFIX/bin/nexus). */
 static char *default_plugins_dir(void)
@@ -50,33 +48,13 @@ int nx_cmd_serve(int argc, char **argv)
     nx_config_defaults(&cfg);
     if (nx_config_load(&cfg, argc, argv, 2) != NX_OK) {
         nx_config_free(&cfg);
-        return EX_CONFIG;
-    }
-    if (cfg.config_file) {
-        /* Reading YAML files arrives with the configuration layer; until then a file
-         * that was asked for explicitly must at least exist, so a typo is not silent. */
-        if (access(cfg.config_file, R_OK) != 0) {
-            fprintf(stderr, "nexus: config file %s cannot be read: %m\n", cfg.config_file);
-            nx_config_free(&cfg);
-            return EX_CONFIG;
-        }
+        return NX_EX_CONFIG;
     }
     if (!*cfg.plugins_dir) {
         free(cfg.plugins_dir);
         cfg.plugins_dir = default_plugins_dir();
     }
-    if (strcmp(cfg.log_level, "debug") == 0)
-        nx_log_set_level(NX_LOG_DEBUG);
-    else if (strcmp(cfg.log_level, "warn") == 0)
-        nx_log_set_level(NX_LOG_WARN);
-    else if (strcmp(cfg.log_level, "error") == 0)
-        nx_log_set_level(NX_LOG_ERROR);
-    else if (strcmp(cfg.log_level, "info") != 0) {
-        fprintf(stderr, "nexus: invalid --log-level (logging.level): expected debug, info, warn "
-                        "or error, got '%s'\n", cfg.log_level);
-        nx_config_free(&cfg);
-        return EX_CONFIG;
-    }
+    nx_log_apply_level(cfg.log_level);
     int rc = nx_server_run(&cfg);
     nx_config_free(&cfg);
     return rc;

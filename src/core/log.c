@@ -25,6 +25,13 @@ void nx_log_set_level(nx_log_level level)
     log_min = level;
 }
 
+void nx_log_apply_level(const char *name)
+{
+    for (size_t i = 0; i < sizeof(level_names) / sizeof(level_names[0]); i++)
+        if (strcmp(name, level_names[i]) == 0)
+            log_min = (nx_log_level)i;
+}
+
 void nx_log_set_role(const char *role)
 {
     log_role = role;

@@ -149,6 +149,57 @@ static void stop_workers(void)
                 (unsigned long long)M.cfg->graceful_timeout_ms);
 }
 
+/* Keeps a setting that cannot change while running, saying so when it was changed. */
+static void keep_str(char **next, char *const *cur, const char *key)
+{
+    if (strcmp(*next, *cur) != 0) {
+        nx_log_warn("SIGHUP: %s changed to '%s', which needs a restart; keeping '%s'", key,
+                    *next, *cur);
+        free(*next);
+        *next = nx_xstrdup(*cur);
+    }
+}
+
+/*
+ * Loads the configuration again from the same file, environment and flags. An invalid one
+ * is refused (the error is on stderr) and the running one stays; settings bound at start
+ * (the listening address, the plugins) keep their values until a restart.
+ */
+static int reload_config(void)
+{
+    nx_config next;
+    nx_config_defaults(&next);
+    if (nx_config_load(&next, M.cfg->argc, M.cfg->argv, M.cfg->first) != NX_OK) {
+        nx_config_free(&next);
+        nx_log_error("SIGHUP: the configuration is invalid (see the message above); "
+                     "still serving with the previous one");
+        return NX_ERR;
+    }
+    keep_str(&next.host, &M.cfg->host, "app.host");
+    if (next.port != M.cfg->port) {
+        nx_log_warn("SIGHUP: app.port changed to %d, which needs a restart; keeping %d",
+                    next.port, M.cfg->port);
+        next.port = M.cfg->port;
+    }
+    if (!*next.plugins_dir) {
+        free(next.plugins_dir);
+        next.plugins_dir = nx_xstrdup(M.cfg->plugins_dir); /* the default resolved at start */
+    }
+    keep_str(&next.plugins_dir, &M.cfg->plugins_dir, "plugins.dir");
+    if (strcmp(next.access_log, M.cfg->access_log) != 0 &&
+        nx_accesslog_open(next.access_log) != NX_OK) {
+        nx_log_error("SIGHUP: cannot open access log %s: %s; keeping %s", next.access_log,
+                     strerror(errno), M.cfg->access_log);
+        free(next.access_log);
+        next.access_log = nx_xstrdup(M.cfg->access_log);
+    }
+    nx_log_apply_level(next.log_level);
+    nx_config old = *M.cfg;
+    *M.cfg = next;
+    nx_config_free(&old);
+    return NX_OK;
+}
+
 static void begin_reload(void)
 {
     if (M.state != M_RUNNING)
@@ -157,6 +208,8 @@ static void begin_reload(void)
         nx_log_warn("SIGHUP: a reload is already in progress");
         return;
     }
+    if (reload_config() != NX_OK)
+        return;
     M.gen++;
     M.reloading = true;
     M.reload_deadline = nx_now_ms() + RELOAD_TIMEOUT_MS;

@@ -40,14 +40,36 @@ static void clear_nexus_env(void)
     }
 }
 
+/* The config files the tests name: empty YAML documents, valid and without effect. */
+static void make_empty_files(void)
+{
+    static const char *const paths[] = {"/tmp/nexus-ut-etc.yaml", "/tmp/nexus-ut-env.yaml",
+                                        "/tmp/nexus-ut-flag.yaml", "/tmp/nexus-ut-c.yaml"};
+    for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+        FILE *f = fopen(paths[i], "w");
+        cr_assert(f != NULL);
+        fputs("# empty\n", f);
+        fclose(f);
+    }
+}
+
+/* Tests run where no config/config.yaml is, or it would be read as the default file. */
+static void leave_repo(void)
+{
+    cr_assert(chdir("/tmp") == 0);
+}
+
 static void setup(void)
 {
+    make_empty_files();
     clear_nexus_env();
+    leave_repo();
 }
 
 static void setup_capture(void)
 {
     clear_nexus_env();
+    leave_repo();
     cr_redirect_stderr();
 }
 
@@ -166,7 +188,9 @@ Test(config, env_every_kind, .init = setup)
     setenv("NEXUS_SERVER_CLIENT_MAX_BODY_SIZE", "1g", 1);
     setenv("NEXUS_SERVER_LARGE_CLIENT_HEADER_BUFFER", "16k", 1);
     setenv("NEXUS_SERVER_MAX_HEADER_SIZE", "64K", 1);
-    setenv("NEXUS_CONFIG", "/etc/nexus.yaml", 1);
+    setenv("NEXUS_CONFIG", "/tmp/nexus-ut-etc.yaml", 1);
+    /* production: the safety rules want a real secret */
+    setenv("NEXUS_AUTH_JWT_SECRET", "0123456789abcdef0123456789abcdef", 1);
     nx_config cfg;
     cr_assert_eq(load(&cfg, NULL), NX_OK);
     cr_expect_str_eq(cfg.host, "0.0.0.0");
@@ -190,7 +214,7 @@ Test(config, env_every_kind, .init = setup)
     cr_expect_eq(cfg.http.limits.max_field, 16384);
     cr_expect_eq(cfg.http.limits.max_head, 65536);
     cr_expect_eq(cfg.http.limits.max_request_line, 16384);
-    cr_expect_str_eq(cfg.config_file, "/etc/nexus.yaml");
+    cr_expect_str_eq(cfg.config_file, "/tmp/nexus-ut-etc.yaml");
     nx_config_free(&cfg);
 }
 
@@ -200,13 +224,13 @@ Test(config, flag_wins_over_env, .init = setup)
 {
     setenv("NEXUS_APP_PORT", "9001", 1);
     setenv("NEXUS_APP_HOST", "10.0.0.1", 1);
-    setenv("NEXUS_CONFIG", "/env.yaml", 1);
+    setenv("NEXUS_CONFIG", "/tmp/nexus-ut-env.yaml", 1);
     nx_config cfg;
-    const char *args[] = {"--port", "9002", "--config=/flag.yaml", NULL};
+    const char *args[] = {"--port", "9002", "--config=/tmp/nexus-ut-flag.yaml", NULL};
     cr_assert_eq(load(&cfg, args), NX_OK);
     cr_expect_eq(cfg.port, 9002);
     cr_expect_str_eq(cfg.host, "10.0.0.1", "the variable of a setting without a flag applies");
-    cr_expect_str_eq(cfg.config_file, "/flag.yaml");
+    cr_expect_str_eq(cfg.config_file, "/tmp/nexus-ut-flag.yaml");
     nx_config_free(&cfg);
 }
 
@@ -240,9 +264,10 @@ Test(config, flag_forms, .init = setup)
         "1k",
         "--max-header-size=2k",
         "--config",
-        "/c.yaml",
+        "/tmp/nexus-ut-c.yaml",
         NULL,
     };
+    setenv("NEXUS_AUTH_JWT_SECRET", "0123456789abcdef0123456789abcdef", 1);
     nx_config cfg;
     cr_assert_eq(load(&cfg, args), NX_OK);
     cr_expect_str_eq(cfg.host, "::1");
@@ -263,7 +288,7 @@ Test(config, flag_forms, .init = setup)
     cr_expect_eq(cfg.http.limits.max_field, 1024);
     cr_expect_eq(cfg.http.limits.max_head, 2048);
     cr_expect_eq(cfg.http.limits.max_request_line, 1024);
-    cr_expect_str_eq(cfg.config_file, "/c.yaml");
+    cr_expect_str_eq(cfg.config_file, "/tmp/nexus-ut-c.yaml");
     nx_config_free(&cfg);
 }
 
@@ -531,8 +556,8 @@ Test(config, usage_flags_round_trip, .init = setup)
         char flag[64], env[64], def[128];
         if (sscanf(line, " %63s %63s %127s", flag, env, def) != 3 || strncmp(flag, "--", 2) != 0)
             continue;
-        if (strcmp(flag, "--config") == 0)
-            continue;
+        if (strcmp(flag, "--config") == 0 || strcmp(flag, "--env-file") == 0)
+            continue; /* they name files; their defaults are looked for, not required */
         if (strcmp(def, "-") == 0)
             def[0] = '\0';
         char arg[256];
