@@ -11,6 +11,7 @@
 #define NEXUS_PLUGIN_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include <nexus/http.h>
 
@@ -26,12 +27,36 @@ typedef void (*nx_plugin_fini_fn)(nx_plugin *p);
 /* A readiness check: returns true when ready, else false and a short reason in *why. */
 typedef bool (*nx_ready_fn)(const char **why);
 
+/* Types of a plugin's settings, checked as the server's own are. */
+typedef enum nx_setting_type {
+    NX_SETTING_STR,
+    NX_SETTING_INT,      /* decimal integer */
+    NX_SETTING_BOOL,     /* true/false, yes/no, on/off, 1/0 */
+    NX_SETTING_DURATION, /* 500ms, 30s, 5m, 1h, or seconds */
+    NX_SETTING_SIZE,     /* bytes with an optional k, M or g */
+} nx_setting_type;
+
+/*
+ * One setting of a plugin, read from the YAML file as plugins.<plugin>.<name> and from the
+ * variable NEXUS_PLUGINS_<PLUGIN>_<NAME> (or its _FILE form), which wins. A value of the
+ * wrong type, or a key under plugins.<plugin> that the plugin does not declare, stops
+ * start-up with the file:line or variable. Declared in an array ended by {NULL}.
+ */
+typedef struct nx_plugin_setting {
+    const char *name;
+    nx_setting_type type;
+    const char *def; /* default, as it would be written in the file */
+    const char *help;
+    bool secret;     /* never printed */
+} nx_plugin_setting;
+
 typedef struct nx_plugin_desc {
     int abi_version;
     const char *name;
     const char *version;
     nx_plugin_init_fn init;
     nx_plugin_fini_fn fini;
+    const nx_plugin_setting *settings; /* NULL, or an array ended by {NULL} */
 } nx_plugin_desc;
 
 /* Route flags. */
@@ -55,13 +80,29 @@ int nx_ready_check(nx_plugin *p, const char *name, nx_ready_fn check);
 /* The plugin's name as declared in its descriptor. */
 const char *nx_plugin_name(const nx_plugin *p);
 
+/*
+ * The value of one of the plugin's declared settings (already checked against its type),
+ * NUL-terminated and valid for the life of the server; NULL for an undeclared name. The
+ * typed forms return the default of their type's zero for an undeclared name.
+ */
+const char *nx_plugin_config(const nx_plugin *p, const char *name);
+int64_t nx_plugin_config_int(const nx_plugin *p, const char *name);
+bool nx_plugin_config_bool(const nx_plugin *p, const char *name);
+uint64_t nx_plugin_config_ms(const nx_plugin *p, const char *name);
+uint64_t nx_plugin_config_size(const nx_plugin *p, const char *name);
+
 #define NEXUS_PLUGIN(name_, version_, init_, fini_)                                           \
+    NEXUS_PLUGIN_WITH_SETTINGS(name_, version_, init_, fini_, NULL)
+
+/* As NEXUS_PLUGIN, for a plugin with settings (an nx_plugin_setting array). */
+#define NEXUS_PLUGIN_WITH_SETTINGS(name_, version_, init_, fini_, settings_)                  \
     const nx_plugin_desc nexus_plugin = {                                                     \
         .abi_version = NX_ABI_VERSION,                                                        \
         .name = (name_),                                                                      \
         .version = (version_),                                                                \
         .init = (init_),                                                                      \
         .fini = (fini_),                                                                      \
+        .settings = (settings_),                                                              \
     }
 
 #endif

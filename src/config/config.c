@@ -311,8 +311,11 @@ static bool check(const setting *s, const char *val, char *err, size_t errlen)
         bool starts_ok = isdigit((unsigned char)val[0]) || val[0] == '-';
         if (starts_ok && !errno && end != val && !*end && v >= s->min && v <= s->max)
             return true;
-        snprintf(err, errlen, "expected an integer from %lld to %lld, got '%s'",
-                 (long long)s->min, (long long)s->max, val);
+        if (s->min == INT64_MIN && s->max == INT64_MAX)
+            snprintf(err, errlen, "expected an integer, got '%s'", val);
+        else
+            snprintf(err, errlen, "expected an integer from %lld to %lld, got '%s'",
+                     (long long)s->min, (long long)s->max, val);
         return false;
     }
     case K_DURATION: {
@@ -332,6 +335,19 @@ static bool check(const setting *s, const char *val, char *err, size_t errlen)
     }
     }
     return false;
+}
+
+bool nx_config_check_typed(int setting_type, const char *text, char *err, size_t errlen)
+{
+    static const enum kind kinds[] = {K_STR, K_INT, K_BOOL, K_DURATION, K_SIZE};
+    if (setting_type < 0 || (size_t)setting_type >= NX_ARRAY_LEN(kinds)) {
+        snprintf(err, errlen, "the plugin declares an unknown setting type %d", setting_type);
+        return false;
+    }
+    setting s = {.kind = kinds[setting_type], .min = INT64_MIN, .max = INT64_MAX};
+    if (s.kind == K_SIZE)
+        s.min = 0;
+    return check(&s, text, err, errlen);
 }
 
 static void store(nx_config *cfg, size_t i, const char *val, const char *source)
@@ -449,6 +465,15 @@ const char *nx_config_get(const nx_config *cfg, const char *key, const char **so
 
 /* ---- sources ---- */
 
+static void add_extra(nx_config *cfg, const char *key, const char *value, const char *source)
+{
+    cfg->extras = nx_xrealloc(cfg->extras, (cfg->nextras + 1) * sizeof(*cfg->extras));
+    cfg->extras[cfg->nextras].key = nx_xstrdup(key);
+    cfg->extras[cfg->nextras].value = nx_xstrdup(value);
+    cfg->extras[cfg->nextras].source = nx_xstrdup(source);
+    cfg->nextras++;
+}
+
 /* True when key is a section or subsection ("cache", "cache.redis") of known keys. */
 static bool is_section(const char *key)
 {
@@ -472,6 +497,11 @@ static int load_file(nx_config *cfg, const char *path)
         const nx_yaml_entry *e = &doc.entries[j];
         char source[600];
         snprintf(source, sizeof(source), "%s:%d", path, e->line);
+        if (strncmp(e->key, "plugins.", 8) == 0 && strchr(e->key + 8, '.')) {
+            /* plugins.<name>.<key>: the plugin declares its keys; the loader checks them. */
+            add_extra(cfg, e->key, e->value, source);
+            continue;
+        }
         int i = find_key(e->key);
         bool section = is_section(e->key);
         if (e->is_map && section)
@@ -672,9 +702,15 @@ static bool known_var(const char *name, size_t len)
            (len > 5 && strncmp(name + len - 5, "_FILE", 5) == 0 && is_key_var(name, len - 5));
 }
 
+/* Variables of plugins' settings: their names are known only once plugins are loaded. */
+static bool is_plugin_var(const char *name, size_t len)
+{
+    return len > 14 && strncmp(name, "NEXUS_PLUGINS_", 14) == 0 && !known_var(name, len);
+}
+
 static void warn_unknown(const char *name, size_t len, const char *where)
 {
-    if (strncmp(name, "NEXUS_", 6) != 0 || known_var(name, len))
+    if (strncmp(name, "NEXUS_", 6) != 0 || known_var(name, len) || is_plugin_var(name, len))
         return;
     char var[96], hint[96];
     snprintf(var, sizeof(var), "%.*s", (int)len, name);
@@ -715,6 +751,21 @@ static int load_env(nx_config *cfg)
             return NX_ERR;
     }
     warn_unknown_vars();
+    /* Keep plugin variables, the .env file's first so that the environment's come later
+     * and win. */
+    for (size_t i = 0; i < ndotenv; i++)
+        if (is_plugin_var(dotenv[i].name, strlen(dotenv[i].name)))
+            add_extra(cfg, dotenv[i].name, dotenv[i].value, dotenv[i].source);
+    for (char **e = environ; *e; e++) {
+        const char *eq = strchr(*e, '=');
+        size_t len = eq ? (size_t)(eq - *e) : strlen(*e);
+        if (eq && is_plugin_var(*e, len)) {
+            char name[128], source[160];
+            snprintf(name, sizeof(name), "%.*s", (int)len, *e);
+            snprintf(source, sizeof(source), "environment %s", name);
+            add_extra(cfg, name, eq + 1, source);
+        }
+    }
     return NX_OK;
 }
 
@@ -932,6 +983,12 @@ void nx_config_free(nx_config *cfg)
     free(cfg->values);
     free(cfg->sources);
     free(cfg->config_file);
+    for (size_t i = 0; i < cfg->nextras; i++) {
+        free(cfg->extras[i].key);
+        free(cfg->extras[i].value);
+        free(cfg->extras[i].source);
+    }
+    free(cfg->extras);
     memset(cfg, 0, sizeof(*cfg));
 }
 

@@ -24,6 +24,13 @@
 
 #define NX_EX_CONFIG 78 /* sysexits.h EX_CONFIG: the exit status of a bad configuration */
 
+/* A value for a plugin's setting, kept for the plugin loader to check and claim. */
+typedef struct nx_config_extra {
+    char *key;    /* "plugins.todo.page_size", or the variable's name "NEXUS_PLUGINS_..." */
+    char *value;
+    char *source; /* file:line or "environment NAME" */
+} nx_config_extra;
+
 typedef struct nx_config {
     /* typed copies of the settings the server uses */
     char *host;
@@ -46,6 +53,8 @@ typedef struct nx_config {
     char **values;
     char **sources;
     char *config_file; /* the file read, or NULL */
+    nx_config_extra *extras;
+    size_t nextras;
 
     /* the command line it was loaded from, to load it again on reload (borrowed) */
     int argc;
@@ -71,6 +80,12 @@ void nx_config_usage(FILE *out);
 
 /* Prints the effective configuration as YAML with each value's source; secrets redacted. */
 void nx_config_show(const nx_config *cfg, FILE *out);
+
+/*
+ * Checks text against a type given as a plugin declares it (NX_SETTING_*); on failure
+ * writes what was expected into err and returns false.
+ */
+bool nx_config_check_typed(int setting_type, const char *text, char *err, size_t errlen);
 
 /* Prints the schema as a JSON Schema for the YAML file (editors, CI). */
 void nx_config_schema_json(FILE *out);

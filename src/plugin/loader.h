@@ -10,13 +10,18 @@
 
 #include <stddef.h>
 
+#include "config/config.h"
 #include "http/router.h"
 
 /*
  * Loads every *.so in the ':'-separated folders dirs, in name order, registering routes on
- * router. Returns NX_OK, or NX_ERR with the reason in err.
+ * router. Each plugin's settings are taken from cfg's plugins.<name> values and
+ * NEXUS_PLUGINS_<NAME>_* variables and checked before its init runs; a value for a plugin
+ * that does not declare it is an error too. Returns NX_OK, or NX_ERR with the reason in
+ * err.
  */
-int nx_plugins_load(const char *dirs, nx_router *router, char *err, size_t errlen);
+int nx_plugins_load(const char *dirs, const nx_config *cfg, nx_router *router, char *err,
+                    size_t errlen);
 
 /* Number of plugins loaded. */
 size_t nx_plugins_count(void);

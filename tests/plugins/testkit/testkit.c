@@ -249,8 +249,36 @@ static bool testkit_ready(const char **why)
     return true;
 }
 
+/* Settings: read from plugins.testkit.* and NEXUS_PLUGINS_TESTKIT_*, checked by type. */
+static const nx_plugin_setting settings[] = {
+    {"greeting", NX_SETTING_STR, "hello", "text of /test/settings"},
+    {"limit", NX_SETTING_INT, "10", "an integer"},
+    {"verbose", NX_SETTING_BOOL, "false", "a boolean"},
+    {"delay", NX_SETTING_DURATION, "250ms", "a duration"},
+    {"buffer", NX_SETTING_SIZE, "4k", "a size"},
+    {"token", NX_SETTING_STR, "", "a secret", true},
+    {NULL},
+};
+
+static nx_plugin *self;
+
+/* GET /test/settings: the plugin's settings as it reads them. */
+static void settings_handler(nx_req *req, nx_res *res)
+{
+    (void)req;
+    nx_json(res, 200,
+            json_pack("{s:s, s:I, s:b, s:I, s:I, s:i}", "greeting",
+                      nx_plugin_config(self, "greeting"), "limit",
+                      (json_int_t)nx_plugin_config_int(self, "limit"), "verbose",
+                      nx_plugin_config_bool(self, "verbose"), "delay_ms",
+                      (json_int_t)nx_plugin_config_ms(self, "delay"), "buffer",
+                      (json_int_t)nx_plugin_config_size(self, "buffer"), "token_length",
+                      (int)strlen(nx_plugin_config(self, "token"))));
+}
+
 static int testkit_init(nx_plugin *p)
 {
+    self = p;
     static const struct {
         const char *method;
         const char *pattern;
@@ -275,6 +303,7 @@ static int testkit_init(nx_plugin *p)
         {"*", "/test/any", any_handler},
         {"GET", "/test/status", status_handler},
         {"GET", "/test/badheader", badheader_handler},
+        {"GET", "/test/settings", settings_handler},
     };
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
         if (nx_route(p, routes[i].method, routes[i].pattern, routes[i].fn, NX_ROUTE_DEFAULT) !=
@@ -290,4 +319,4 @@ static int testkit_init(nx_plugin *p)
     return 0;
 }
 
-NEXUS_PLUGIN("testkit", "1.0.0", testkit_init, NULL);
+NEXUS_PLUGIN_WITH_SETTINGS("testkit", "1.0.0", testkit_init, NULL, settings);
