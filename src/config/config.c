@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -504,8 +505,26 @@ static int load_file(nx_config *cfg, const char *path)
         }
         int i = find_key(e->key);
         bool section = is_section(e->key);
+        if (e->is_map == 2 && (section || i >= 0))
+            continue; /* null: "database:" with its keys commented out keeps the defaults */
         if (e->is_map && section)
             continue; /* "cache: {}" is allowed, and changes nothing */
+        if (i < 0 && !section) {
+            /* "port: {value: 1}" reaches here as app.port.value: name the real problem. */
+            char prefix[256];
+            snprintf(prefix, sizeof(prefix), "%s", e->key);
+            for (char *dot; (dot = strrchr(prefix, '.')) != NULL;) {
+                *dot = '\0';
+                if (find_key(prefix) >= 0) {
+                    fprintf(stderr, "nexus: %s: '%s' expects a value, not a mapping\n", source,
+                            prefix);
+                    rc = NX_ERR;
+                    break;
+                }
+            }
+            if (rc != NX_OK)
+                break;
+        }
         if (section || e->is_map) {
             fprintf(stderr, "nexus: %s: '%s' %s\n", source, e->key,
                     section ? "is a section: expected keys under it, not a value"
@@ -531,14 +550,25 @@ static int load_file(nx_config *cfg, const char *path)
 static char *read_secret(const char *var, const char *path)
 {
     FILE *f = fopen(path, "rb");
-    if (!f) {
-        fprintf(stderr, "nexus: %s: cannot read %s: %s\n", var, path, strerror(errno));
+    struct stat st;
+    if (!f || fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        /* A directory opens fine and reads as nothing: a secrets mount named instead of
+         * the file in it must not become an empty secret. */
+        fprintf(stderr, "nexus: %s: cannot read %s: %s\n", var, path,
+                f ? "not a regular file" : strerror(errno));
+        if (f)
+            fclose(f);
         return NULL;
     }
     char buf[8192];
     size_t n = fread(buf, 1, sizeof(buf) - 1, f);
     bool more = fgetc(f) != EOF;
+    bool failed = ferror(f);
     fclose(f);
+    if (failed) {
+        fprintf(stderr, "nexus: %s: cannot read %s\n", var, path);
+        return NULL;
+    }
     if (more) {
         fprintf(stderr, "nexus: %s: %s is larger than %zu bytes\n", var, path, sizeof(buf) - 1);
         return NULL;
@@ -710,8 +740,9 @@ static bool is_plugin_var(const char *name, size_t len)
 
 static void warn_unknown(const char *name, size_t len, const char *where)
 {
-    if (strncmp(name, "NEXUS_", 6) != 0 || known_var(name, len) || is_plugin_var(name, len))
-        return;
+    if (strncmp(name, "NEXUS_", 6) != 0 || known_var(name, len) || is_plugin_var(name, len) ||
+        nx_expand_referenced(name, len))
+        return; /* a variable the file or .env expands is used, not stray */
     char var[96], hint[96];
     snprintf(var, sizeof(var), "%.*s", (int)len, name);
     const char *near = closest(var, true, hint, sizeof(hint));
@@ -859,7 +890,16 @@ static int check_production(const nx_config *cfg)
     const char *origins = nx_config_get(cfg, "security.cors_origins", &src);
     bool creds = false;
     parse_bool(nx_config_get(cfg, "security.cors_allow_credentials", NULL), &creds);
-    if (creds && (strcmp(origins, "*") == 0 || strstr(origins, ",*") || strncmp(origins, "*,", 2) == 0)) {
+    bool any_origin = false;
+    for (const char *o = origins; *o;) {
+        o += strspn(o, ", \t");
+        size_t len = strcspn(o, ",");
+        while (len && (o[len - 1] == ' ' || o[len - 1] == '\t'))
+            len--;
+        any_origin |= len == 1 && o[0] == '*';
+        o += strcspn(o, ",");
+    }
+    if (creds && any_origin) {
         fprintf(stderr, "nexus: %s: security.cors_origins allows any origin together with "
                         "credentials, which production refuses (app.environment, from %s)\n",
                 src, prod);
@@ -873,6 +913,7 @@ int nx_config_load(nx_config *cfg, int argc, char **argv, int first)
     cfg->argc = argc;
     cfg->argv = argv;
     cfg->first = first;
+    nx_expand_forget();
     const char *file = NULL, *env_file = NULL;
     if (scan_flags(cfg, argc, argv, first, false, &file, &env_file) != NX_OK)
         return NX_ERR;

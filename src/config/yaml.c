@@ -4,6 +4,7 @@
  * The walk keeps a stack of the mapping keys above the current node; a scalar in value
  * position yields one entry for the path down to it. Aliases and anchors are refused:
  * a config file has no need of them, and they are how "billion laughs" files blow up.
+ * A plain null (empty, "~", "null") is reported as such: it leaves the key at its default.
  */
 #include "config/yaml.h"
 
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <yaml.h>
 
 #include "core/util.h"
@@ -47,6 +49,35 @@ static char *joined_key(walker *w)
     return k;
 }
 
+/* Names that ${} expansions looked up, so the unknown-variable warning can spare them. */
+static char **referenced;
+static size_t nreferenced;
+
+static void remember(const char *name)
+{
+    for (size_t i = 0; i < nreferenced; i++)
+        if (strcmp(referenced[i], name) == 0)
+            return;
+    referenced = nx_xrealloc(referenced, (nreferenced + 1) * sizeof(*referenced));
+    referenced[nreferenced++] = nx_xstrdup(name);
+}
+
+bool nx_expand_referenced(const char *name, size_t len)
+{
+    for (size_t i = 0; i < nreferenced; i++)
+        if (strlen(referenced[i]) == len && strncmp(referenced[i], name, len) == 0)
+            return true;
+    return false;
+}
+
+void nx_expand_forget(void)
+{
+    while (nreferenced)
+        free(referenced[--nreferenced]);
+    free(referenced);
+    referenced = NULL;
+}
+
 char *nx_expand_vars(const char *s, const char *where, char *err, size_t errlen)
 {
     size_t cap = strlen(s) + 64, len = 0;
@@ -55,7 +86,13 @@ char *nx_expand_vars(const char *s, const char *where, char *err, size_t errlen)
         const char *piece = NULL;
         size_t plen = 0;
         const char *close = NULL;
-        if (s[0] == '$' && s[1] == '{' && (close = strchr(s + 2, '}')) != NULL) {
+        if (s[0] == '$' && s[1] == '{' && (close = strchr(s + 2, '}')) == NULL) {
+            /* "${NAME" without its brace is a typo, not text to keep. */
+            snprintf(err, errlen, "%s: malformed ${...} reference: no closing '}'", where);
+            free(out);
+            return NULL;
+        }
+        if (s[0] == '$' && s[1] == '{') {
             const char *name = s + 2;
             const char *dflt = strstr(name, ":-");
             size_t nlen = (size_t)((dflt && dflt < close ? dflt : close) - name);
@@ -67,6 +104,7 @@ char *nx_expand_vars(const char *s, const char *where, char *err, size_t errlen)
             }
             memcpy(var, name, nlen);
             var[nlen] = '\0';
+            remember(var);
             const char *v = getenv(var);
             if (v && *v) {
                 piece = v;
@@ -122,6 +160,15 @@ static bool on_event(walker *w, const yaml_event_t *ev)
 {
     int line = (int)ev->start_mark.line + 1;
     bool want_key = w->depth > 0 && w->keys[w->depth - 1] == NULL;
+    const yaml_char_t *anchor = ev->type == YAML_SCALAR_EVENT           ? ev->data.scalar.anchor
+                                : ev->type == YAML_MAPPING_START_EVENT  ? ev->data.mapping_start.anchor
+                                : ev->type == YAML_SEQUENCE_START_EVENT ? ev->data.sequence_start.anchor
+                                                                        : NULL;
+    if (anchor) {
+        snprintf(w->err, w->errlen, "%s:%d: YAML anchors and aliases are not supported in config files",
+                 w->path, line);
+        return false;
+    }
     switch (ev->type) {
     case YAML_ALIAS_EVENT:
         snprintf(w->err, w->errlen, "%s:%d: YAML aliases are not supported in config files",
@@ -148,6 +195,14 @@ static bool on_event(walker *w, const yaml_event_t *ev)
         }
         if (want_key) {
             w->keys[w->depth - 1] = nx_xstrdup(text);
+            return true;
+        }
+        bool plain = ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
+        if (plain && (!*text || strcmp(text, "~") == 0 || strcasecmp(text, "null") == 0)) {
+            /* null: "database:" with every key commented out, or "name: ~" */
+            add_entry(w, nx_xstrdup(""), line, 2);
+            free(w->keys[w->depth - 1]);
+            w->keys[w->depth - 1] = NULL;
             return true;
         }
         char *v = expand(w, text, line);

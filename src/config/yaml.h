@@ -9,13 +9,14 @@
 #ifndef NX_CONFIG_YAML_H
 #define NX_CONFIG_YAML_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 typedef struct nx_yaml_entry {
     char *key;   /* dotted path */
     char *value; /* scalar text after ${} expansion */
     int line;    /* 1-based line of the value */
-    int is_map;  /* an empty mapping: the key names a section, with nothing in it */
+    int is_map;  /* 1: an empty mapping (a section with nothing in it); 2: a YAML null */
 } nx_yaml_entry;
 
 typedef struct nx_yaml_doc {
@@ -37,5 +38,9 @@ void nx_yaml_free(nx_yaml_doc *doc);
  * string the caller frees, or NULL with err naming where (file:line) and the variable.
  */
 char *nx_expand_vars(const char *s, const char *where, char *err, size_t errlen);
+
+/* Whether an expansion since the last nx_expand_forget() looked up the variable name. */
+bool nx_expand_referenced(const char *name, size_t len);
+void nx_expand_forget(void);
 
 #endif
