@@ -57,6 +57,7 @@ typedef struct nx_plugin_desc {
     nx_plugin_init_fn init;
     nx_plugin_fini_fn fini;
     const nx_plugin_setting *settings; /* NULL, or an array ended by {NULL} */
+    const char *const *depends;        /* names of plugins to init first; NULL-ended */
 } nx_plugin_desc;
 
 /* Route flags. */
@@ -93,6 +94,16 @@ uint64_t nx_plugin_config_size(const nx_plugin *p, const char *name);
 
 #define NEXUS_PLUGIN(name_, version_, init_, fini_)                                           \
     NEXUS_PLUGIN_WITH_SETTINGS(name_, version_, init_, fini_, NULL)
+
+/*
+ * The descriptor written out, for plugins that need more than the macros give:
+ *
+ *   static const char *const deps[] = {"auth", NULL};
+ *   NEXUS_PLUGIN_DESCRIPTOR = {NX_PLUGIN_ABI, .name = "todo", .version = "1.0.0",
+ *                              .init = todo_init, .depends = deps};
+ */
+#define NEXUS_PLUGIN_DESCRIPTOR const nx_plugin_desc nexus_plugin
+#define NX_PLUGIN_ABI .abi_version = NX_ABI_VERSION
 
 /* As NEXUS_PLUGIN, for a plugin with settings (an nx_plugin_setting array). */
 #define NEXUS_PLUGIN_WITH_SETTINGS(name_, version_, init_, fini_, settings_)                  \

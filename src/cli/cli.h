@@ -6,5 +6,6 @@
 
 int nx_cmd_serve(int argc, char **argv);
 int nx_cmd_config(int argc, char **argv);
+int nx_cmd_new(int argc, char **argv);
 
 #endif

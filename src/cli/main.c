@@ -12,6 +12,7 @@ static void usage(FILE *out)
                  "commands:\n"
                  "  serve      run the server (nexus serve --help for its options)\n"
                  "  config     check or show the configuration (nexus config --help)\n"
+                 "  new        create a plugin project: nexus new plugin NAME\n"
                  "  version    print the version\n");
 }
 
@@ -26,6 +27,8 @@ int main(int argc, char **argv)
         return nx_cmd_serve(argc, argv);
     if (strcmp(cmd, "config") == 0)
         return nx_cmd_config(argc, argv);
+    if (strcmp(cmd, "new") == 0)
+        return nx_cmd_new(argc, argv);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("nexus %s\n", NX_VERSION);
         return 0;

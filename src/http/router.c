@@ -447,6 +447,41 @@ enum nx_match_result nx_router_match(const nx_router *r, const char *method, siz
     return NX_MATCH_FOUND;
 }
 
+static void remove_from_node(node *n, const char *owner)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < n->neps; i++)
+        if (strcmp(n->eps[i]->info.owner, owner) != 0)
+            n->eps[kept++] = n->eps[i];
+    n->neps = kept;
+    for (size_t i = 0; i < n->nlit; i++)
+        remove_from_node(n->lit[i], owner);
+    node *others[] = {n->p_int, n->p_any, n->wild};
+    for (size_t i = 0; i < NX_ARRAY_LEN(others); i++)
+        if (others[i])
+            remove_from_node(others[i], owner);
+}
+
+void nx_router_remove_owner(nx_router *r, const char *owner)
+{
+    remove_from_node(&r->root, owner);
+    size_t kept = 0;
+    for (size_t i = 0; i < r->nall; i++) {
+        endpoint *e = r->all[i];
+        if (strcmp(e->info.owner, owner) != 0) {
+            r->all[kept++] = e;
+            continue;
+        }
+        for (size_t j = 0; j < e->nnames; j++)
+            free(e->names[j]);
+        free((char *)e->info.method);
+        free((char *)e->info.pattern);
+        free((char *)e->info.owner);
+        free(e);
+    }
+    r->nall = kept;
+}
+
 void nx_router_each(const nx_router *r, void (*fn)(const nx_route_info *ri, void *arg), void *arg)
 {
     for (size_t i = 0; i < r->nall; i++)

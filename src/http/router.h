@@ -65,6 +65,9 @@ enum nx_match_result nx_router_match(const nx_router *r, const char *method, siz
                                      const char *path, size_t path_len, nx_match *m,
                                      char *allow, size_t allow_len);
 
+/* Removes every route registered with owner (a plugin whose init failed). */
+void nx_router_remove_owner(nx_router *r, const char *owner);
+
 /* Calls fn for every route, in registration order. */
 void nx_router_each(const nx_router *r, void (*fn)(const nx_route_info *ri, void *arg), void *arg);
 

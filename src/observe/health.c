@@ -10,6 +10,7 @@
 #include "core/util.h"
 
 typedef struct check {
+    const void *owner;
     char *name;
     nx_ready_fn fn;
 } check;
@@ -19,12 +20,25 @@ static size_t nchecks;
 static const volatile int *stop_flag;
 static bool draining;
 
-void nx_health_add_check(const char *name, nx_ready_fn fn)
+void nx_health_add_check(const void *owner, const char *name, nx_ready_fn fn)
 {
     checks = nx_xrealloc(checks, (nchecks + 1) * sizeof(*checks));
+    checks[nchecks].owner = owner;
     checks[nchecks].name = nx_xstrdup(name);
     checks[nchecks].fn = fn;
     nchecks++;
+}
+
+void nx_health_remove_owner(const void *owner)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < nchecks; i++) {
+        if (owner && checks[i].owner == owner)
+            free(checks[i].name);
+        else
+            checks[kept++] = checks[i];
+    }
+    nchecks = kept;
 }
 
 void nx_health_watch_stop_flag(const volatile int *flag)

@@ -18,8 +18,11 @@
 /* Registers /health and /ready on r. NX_OK / NX_ERR (err filled). */
 int nx_health_routes(nx_router *r, char *err, size_t errlen);
 
-/* Adds a readiness check (plugins, later the database and cache). */
-void nx_health_add_check(const char *name, nx_ready_fn fn);
+/* Adds a readiness check (plugins, later the database and cache); owner may be NULL. */
+void nx_health_add_check(const void *owner, const char *name, nx_ready_fn fn);
+
+/* Removes every check added with owner (a plugin being unloaded). */
+void nx_health_remove_owner(const void *owner);
 
 /* Where /ready reads "the server is stopping": a flag in memory shared with the master. */
 void nx_health_watch_stop_flag(const volatile int *flag);

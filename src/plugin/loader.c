@@ -1,39 +1,50 @@
 /*
- * loader.c - dlopen, the descriptor check, init, and the registration API plugins call.
+ * loader.c - finding plugins, ordering them, and running their init; the registration API
+ * plugins call from init.
  *
- * The descriptor is read and checked before any plugin code runs: a plugin built against
- * another ABI could otherwise crash the server inside its init.
+ * Three passes. Discover: every *.so of the plugin folders is opened and its descriptor
+ * checked (ABI version first) before any of its code runs: a plugin built against another
+ * ABI could otherwise crash the server inside its init. Order: plugins.enabled filters,
+ * then dependencies decide, ties broken by name so the order never depends on the
+ * filesystem. Init: settings are resolved and checked, then init runs.
+ *
+ * A failure stops start-up, naming the plugin, its file and the reason; with
+ * plugins.strict false it is logged and the plugin (and whatever depends on it) is left
+ * out, its routes and checks removed.
+ *
+ * At start plugins are opened from their files. On reload each is first copied into an
+ * anonymous memory file: the dynamic linker recognizes an object it already holds by
+ * device and inode, and a plugin rebuilt in place keeps its inode, so opening the file
+ * itself would hand back the old code.
  */
 #include "plugin/loader.h"
 
-#include <ctype.h>
 #include <dirent.h>
-#include <errno.h>
 #include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
+#include <sys/mman.h>
+#include <sys/sendfile.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/util.h"
 #include "observe/health.h"
+#include "plugin/plugin_impl.h"
 
-struct nx_plugin {
-    const nx_plugin_desc *desc;
-    char *path;
-    void *handle;
-    nx_router *router;
-    int failed;     /* a registration inside init failed */
-    char **values;  /* one per declared setting, checked */
-    size_t nvalues;
-};
-
-static nx_plugin **loaded;
-static size_t nloaded;
+static nx_plugin **plugins; /* every plugin found, in init order once ordered */
+static size_t nplugins;
 
 size_t nx_plugins_count(void)
 {
-    return nloaded;
+    size_t n = 0;
+    for (size_t i = 0; i < nplugins; i++)
+        n += plugins[i]->state == NX_PLUGIN_LOADED;
+    return n;
 }
 
 const char *nx_plugin_name(const nx_plugin *p)
@@ -62,133 +73,33 @@ int nx_ready_check(nx_plugin *p, const char *name, nx_ready_fn check)
         p->failed = 1;
         return NX_ERR;
     }
-    nx_health_add_check(name, check);
+    nx_health_add_check(p, name, check);
     return NX_OK;
 }
 
-/* ---- settings ---- */
+/* ---- discover ---- */
 
-static const nx_plugin_setting *setting_at(const nx_plugin *p, size_t i)
+/* dlopen of a private copy (see the file comment); the path stays in messages. */
+static void *open_copy(const char *path)
 {
-    return &p->desc->settings[i];
-}
-
-const char *nx_plugin_config(const nx_plugin *p, const char *name)
-{
-    for (size_t i = 0; i < p->nvalues; i++)
-        if (strcmp(setting_at(p, i)->name, name) == 0)
-            return p->values[i];
-    return NULL;
-}
-
-int64_t nx_plugin_config_int(const nx_plugin *p, const char *name)
-{
-    const char *v = nx_plugin_config(p, name);
-    return v ? strtoll(v, NULL, 10) : 0;
-}
-
-bool nx_plugin_config_bool(const nx_plugin *p, const char *name)
-{
-    const char *v = nx_plugin_config(p, name);
-    return v && (strcasecmp(v, "true") == 0 || strcasecmp(v, "yes") == 0 ||
-                 strcasecmp(v, "on") == 0 || strcmp(v, "1") == 0);
-}
-
-uint64_t nx_plugin_config_ms(const nx_plugin *p, const char *name)
-{
-    uint64_t ms = 0;
-    const char *v = nx_plugin_config(p, name);
-    return v && nx_parse_duration_ms(v, &ms) == 0 ? ms : 0;
-}
-
-uint64_t nx_plugin_config_size(const nx_plugin *p, const char *name)
-{
-    uint64_t b = 0;
-    const char *v = nx_plugin_config(p, name);
-    return v && nx_parse_size(v, &b) == 0 ? b : 0;
-}
-
-/* NEXUS_PLUGINS_<PLUGIN>_<NAME>, upper-cased, '-' and '.' as '_'. */
-static void setting_var(const char *plugin, const char *name, char *out, size_t len)
-{
-    size_t n = (size_t)snprintf(out, len, "NEXUS_PLUGINS_");
-    for (const char *s = plugin; *s && n + 2 < len; s++)
-        out[n++] = isalnum((unsigned char)*s) ? (char)toupper((unsigned char)*s) : '_';
-    out[n++] = '_';
-    for (const char *s = name; *s && n + 1 < len; s++)
-        out[n++] = isalnum((unsigned char)*s) ? (char)toupper((unsigned char)*s) : '_';
-    out[n] = '\0';
-}
-
-/* Reads a _FILE secret: the file's content without one trailing newline. */
-static char *read_value_file(const char *path, char *err, size_t errlen, const char *source)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(err, errlen, "%s: cannot read %s: %s", source, path, strerror(errno));
+    int src = open(path, O_RDONLY | O_CLOEXEC);
+    if (src < 0)
         return NULL;
+    struct stat st;
+    int mem = fstat(src, &st) == 0 ? memfd_create("nexus-plugin", MFD_CLOEXEC) : -1;
+    void *h = NULL;
+    if (mem >= 0) {
+        off_t off = 0;
+        while (off < st.st_size && sendfile(mem, src, &off, (size_t)(st.st_size - off)) > 0)
+            ;
+        char fdpath[64];
+        snprintf(fdpath, sizeof(fdpath), "/proc/self/fd/%d", mem);
+        if (off == st.st_size)
+            h = dlopen(fdpath, RTLD_NOW | RTLD_LOCAL);
+        close(mem);
     }
-    char buf[8192];
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    if (n && buf[n - 1] == '\n')
-        buf[--n] = '\0';
-    return nx_xstrdup(buf);
-}
-
-/*
- * Resolves every declared setting of p: default < plugins.<name>.<key> in the file <
- * NEXUS_PLUGINS_<NAME>_<KEY> (or _FILE). Marks each extra it uses in claimed.
- */
-static int resolve_settings(nx_plugin *p, const nx_config *cfg, bool *claimed, char *err,
-                            size_t errlen)
-{
-    const nx_plugin_setting *decl = p->desc->settings;
-    size_t n = 0;
-    while (decl && decl[n].name)
-        n++;
-    p->values = nx_xcalloc(n ? n : 1, sizeof(char *));
-    p->nvalues = n;
-    for (size_t i = 0; i < n; i++) {
-        char key[256], var[160], file_var[168];
-        snprintf(key, sizeof(key), "plugins.%s.%s", p->desc->name, decl[i].name);
-        setting_var(p->desc->name, decl[i].name, var, sizeof(var));
-        snprintf(file_var, sizeof(file_var), "%s_FILE", var);
-        const char *value = decl[i].def ? decl[i].def : "";
-        const char *source = "default";
-        char *owned = NULL;
-        for (size_t j = 0; cfg && j < cfg->nextras; j++) {
-            const nx_config_extra *x = &cfg->extras[j];
-            bool is_file = strcmp(x->key, file_var) == 0;
-            if (strcmp(x->key, key) != 0 && strcmp(x->key, var) != 0 && !is_file)
-                continue;
-            claimed[j] = true;
-            free(owned);
-            owned = NULL;
-            source = x->source;
-            value = x->value;
-            if (is_file && !(owned = read_value_file(x->value, err, errlen, x->source)))
-                return NX_ERR;
-            if (owned)
-                value = owned;
-        }
-        char why[256];
-        if (!nx_config_check_typed((int)decl[i].type, value, why, sizeof(why))) {
-            snprintf(err, errlen, "%s: %s: %s", source, key, why);
-            free(owned);
-            return NX_ERR;
-        }
-        p->values[i] = owned ? owned : nx_xstrdup(value);
-    }
-    return NX_OK;
-}
-
-static void free_values(nx_plugin *p)
-{
-    for (size_t i = 0; i < p->nvalues; i++)
-        free(p->values[i]);
-    free(p->values);
+    close(src);
+    return h;
 }
 
 static int cmp_str(const void *a, const void *b)
@@ -196,78 +107,87 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static int load_one(const char *path, const nx_config *cfg, bool *claimed, nx_router *router,
-                    char *err, size_t errlen)
+typedef struct load_ctx {
+    const nx_config *cfg;
+    nx_router *router;
+    bool fresh; /* reload: open private copies */
+    bool strict;
+    char *err;
+    size_t errlen;
+} load_ctx;
+
+/*
+ * A failure: in strict mode it becomes the error returned; otherwise it is logged and p
+ * (when there is one) is marked skipped. Returns NX_ERR when loading must stop.
+ */
+static int failure(load_ctx *lc, nx_plugin *p, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int failure(load_ctx *lc, nx_plugin *p, const char *fmt, ...)
+{
+    char msg[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (lc->strict) {
+        snprintf(lc->err, lc->errlen, "%s", msg);
+        return NX_ERR;
+    }
+    nx_log_error("%s; plugins.strict is false, continuing without it", msg);
+    if (p) {
+        p->state = NX_PLUGIN_SKIPPED;
+        free(p->why);
+        p->why = nx_xstrdup(msg);
+    }
+    return NX_OK;
+}
+
+static int discover_one(load_ctx *lc, const char *path)
 {
     /* RTLD_NOW: an unresolved symbol is an error here, not a crash on first request. */
-    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-    if (!h) {
-        snprintf(err, errlen, "plugin %s: cannot load: %s", path, dlerror());
-        return NX_ERR;
-    }
+    void *h = lc->fresh ? open_copy(path) : dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!h)
+        return failure(lc, NULL, "plugin %s: cannot load: %s", path, dlerror());
     const nx_plugin_desc *d = dlsym(h, "nexus_plugin");
+    const char *problem = NULL;
+    char buf[256];
     if (!d) {
-        snprintf(err, errlen, "plugin %s: no 'nexus_plugin' descriptor (declare it with "
-                 "NEXUS_PLUGIN)", path);
-        dlclose(h);
-        return NX_ERR;
+        problem = "no 'nexus_plugin' descriptor (declare it with NEXUS_PLUGIN)";
+    } else if (d->abi_version != NX_ABI_VERSION) {
+        snprintf(buf, sizeof(buf), "built for plugin ABI %d, this server has ABI %d; rebuild "
+                 "it against these headers", d->abi_version, NX_ABI_VERSION);
+        problem = buf;
+    } else if (!d->name || !*d->name || !d->init) {
+        problem = "its descriptor needs a name and an init function";
     }
-    if (d->abi_version != NX_ABI_VERSION) {
-        snprintf(err, errlen, "plugin %s: built for plugin ABI %d, this server has ABI %d; "
-                 "rebuild it against these headers", path, d->abi_version, NX_ABI_VERSION);
-        dlclose(h);
-        return NX_ERR;
-    }
-    if (!d->name || !*d->name || !d->init) {
-        snprintf(err, errlen, "plugin %s: descriptor needs a name and an init function", path);
-        dlclose(h);
-        return NX_ERR;
-    }
-    for (size_t i = 0; i < nloaded; i++) {
-        if (strcmp(loaded[i]->desc->name, d->name) == 0) {
-            snprintf(err, errlen, "plugin %s: name '%s' is already used by %s", path, d->name,
-                     loaded[i]->path);
-            dlclose(h);
-            return NX_ERR;
+    for (size_t i = 0; !problem && i < nplugins; i++) {
+        if (strcmp(plugins[i]->desc->name, d->name) == 0) {
+            snprintf(buf, sizeof(buf), "name '%s' is already used by %s", d->name,
+                     plugins[i]->path);
+            problem = buf;
         }
+    }
+    if (problem) {
+        dlclose(h);
+        return failure(lc, NULL, "plugin %s: %s", path, problem);
     }
     nx_plugin *p = nx_xcalloc(1, sizeof(*p));
     p->desc = d;
     p->path = nx_xstrdup(path);
     p->handle = h;
-    p->router = router;
-    if (resolve_settings(p, cfg, claimed, err, errlen) != NX_OK) {
-        free_values(p);
-        free(p->path);
-        free(p);
-        dlclose(h);
-        return NX_ERR;
-    }
-    int rc = d->init(p);
-    if (rc != 0 || p->failed) {
-        snprintf(err, errlen, "plugin %s (%s): init failed%s", d->name, path,
-                 p->failed ? " (see the error above)" : "");
-        free_values(p);
-        free(p->path);
-        free(p);
-        /* Not dlclosed: routes it registered before failing point into it. Start-up is
-         * aborted anyway. */
-        return NX_ERR;
-    }
-    loaded = nx_xrealloc(loaded, (nloaded + 1) * sizeof(*loaded));
-    loaded[nloaded++] = p;
-    nx_log_info("plugin %s %s loaded from %s", d->name, d->version ? d->version : "?", path);
+    p->router = lc->router;
+    p->state = NX_PLUGIN_FOUND;
+    plugins = nx_xrealloc(plugins, (nplugins + 1) * sizeof(*plugins));
+    plugins[nplugins++] = p;
     return NX_OK;
 }
 
-static int load_dir(const char *dir, const nx_config *cfg, bool *claimed, nx_router *router,
-                    char *err, size_t errlen)
+static int discover_dir(load_ctx *lc, const char *dir)
 {
     DIR *dp = opendir(dir);
-    if (!dp) {
-        snprintf(err, errlen, "plugins folder %s cannot be read: %m", dir);
-        return NX_ERR;
-    }
+    if (!dp)
+        return failure(lc, NULL, "plugins folder %s cannot be read: %s", dir, strerror(errno));
     char **names = NULL;
     size_t n = 0;
     struct dirent *e;
@@ -284,70 +204,274 @@ static int load_dir(const char *dir, const nx_config *cfg, bool *claimed, nx_rou
     for (size_t i = 0; i < n; i++) {
         char path[4096];
         snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
-        if (rc == NX_OK && load_one(path, cfg, claimed, router, err, errlen) != NX_OK)
-            rc = NX_ERR;
+        if (rc == NX_OK)
+            rc = discover_one(lc, path);
         free(names[i]);
     }
     free(names);
     return rc;
 }
 
-/* A value nobody claimed: for a loaded plugin it is an error (a misspelt key must not be
- * silently ignored); for a plugin not loaded, a warning (it may be disabled here). */
-static int check_unclaimed(const nx_config *cfg, const bool *claimed, char *err, size_t errlen)
+/* ---- order ---- */
+
+static nx_plugin *find_plugin(const char *name)
 {
-    for (size_t j = 0; cfg && j < cfg->nextras; j++) {
-        if (claimed[j])
-            continue;
-        const nx_config_extra *x = &cfg->extras[j];
-        for (size_t i = 0; i < nloaded; i++) {
-            const char *name = loaded[i]->desc->name;
-            char prefix[160], var_prefix[160];
-            snprintf(prefix, sizeof(prefix), "plugins.%s.", name);
-            setting_var(name, "", var_prefix, sizeof(var_prefix));
-            if (strncmp(x->key, prefix, strlen(prefix)) == 0 ||
-                strncmp(x->key, var_prefix, strlen(var_prefix)) == 0) {
-                char names[512] = "";
-                size_t n = 0;
-                for (size_t k = 0; k < loaded[i]->nvalues && n < sizeof(names); k++)
-                    n += (size_t)snprintf(names + n, sizeof(names) - n, "%s%s", k ? ", " : "",
-                                          setting_at(loaded[i], k)->name);
-                snprintf(err, errlen, "%s: plugin %s has no setting '%s' (it declares: %s)",
-                         x->source, name, x->key, *names ? names : "none");
-                return NX_ERR;
+    for (size_t i = 0; i < nplugins; i++)
+        if (strcmp(plugins[i]->desc->name, name) == 0)
+            return plugins[i];
+    return NULL;
+}
+
+static bool list_has(const char *list, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = list; *p;) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        size_t len = strcspn(p, ", ");
+        if (len == n && strncmp(p, name, n) == 0)
+            return true;
+        p += len;
+    }
+    return false;
+}
+
+/* plugins.enabled: only the named plugins; a name that was not found is a failure. */
+static int apply_enabled(load_ctx *lc)
+{
+    const char *enabled = nx_config_get(lc->cfg, "plugins.enabled", NULL);
+    if (!enabled || !*enabled)
+        return NX_OK;
+    for (size_t i = 0; i < nplugins; i++) {
+        if (!list_has(enabled, plugins[i]->desc->name)) {
+            plugins[i]->state = NX_PLUGIN_SKIPPED;
+            plugins[i]->why = nx_xstrdup("not in plugins.enabled");
+        }
+    }
+    char copy[1024];
+    snprintf(copy, sizeof(copy), "%s", enabled);
+    char *save = NULL;
+    for (char *n = strtok_r(copy, ", ", &save); n; n = strtok_r(NULL, ", ", &save))
+        if (!find_plugin(n) &&
+            failure(lc, NULL, "plugins.enabled names '%s', which is in no plugins folder", n) !=
+                NX_OK)
+            return NX_ERR;
+    return NX_OK;
+}
+
+/* True when every dependency of p is loaded or ordered before it. */
+static bool deps_ready(const nx_plugin *p, nx_plugin *const *done, size_t ndone)
+{
+    for (const char *const *d = p->desc->depends; d && *d; d++) {
+        bool ok = false;
+        for (size_t i = 0; i < ndone && !ok; i++)
+            ok = strcmp(done[i]->desc->name, *d) == 0;
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+/*
+ * Orders plugins so that each comes after its dependencies, the alphabetically first
+ * ready one each time (Kahn's algorithm). Missing dependencies and cycles are failures.
+ */
+static int order(load_ctx *lc)
+{
+    for (size_t i = 0; i < nplugins; i++) {
+        nx_plugin *p = plugins[i];
+        for (const char *const *d = p->desc->depends; p->state == NX_PLUGIN_FOUND && d && *d;
+             d++) {
+            nx_plugin *dep = find_plugin(*d);
+            if (!dep || dep->state == NX_PLUGIN_SKIPPED) {
+                if (failure(lc, p, "plugin %s (%s) depends on '%s', which %s", p->desc->name,
+                            p->path, *d, dep ? "is not loaded" : "is in no plugins folder") !=
+                    NX_OK)
+                    return NX_ERR;
+                i = (size_t)-1; /* a skip may strand others: check everything again */
+                break;
             }
         }
-        nx_log_warn("%s: %s is not a setting of any loaded plugin; ignored", x->source, x->key);
+    }
+    nx_plugin **sorted = nx_xcalloc(nplugins ? nplugins : 1, sizeof(*sorted));
+    size_t nsorted = 0, nskipped = 0;
+    for (size_t i = 0; i < nplugins; i++)
+        if (plugins[i]->state == NX_PLUGIN_SKIPPED)
+            sorted[nplugins - 1 - nskipped++] = plugins[i]; /* kept, at the end */
+    size_t want = nplugins - nskipped;
+    while (nsorted < want) {
+        nx_plugin *next = NULL;
+        for (size_t i = 0; i < nplugins; i++) {
+            nx_plugin *p = plugins[i];
+            bool placed = false;
+            for (size_t j = 0; j < nsorted && !placed; j++)
+                placed = sorted[j] == p;
+            if (placed || p->state == NX_PLUGIN_SKIPPED || !deps_ready(p, sorted, nsorted))
+                continue;
+            if (!next || strcmp(p->desc->name, next->desc->name) < 0)
+                next = p;
+        }
+        if (!next) {
+            char names[512] = "";
+            size_t n = 0;
+            for (size_t i = 0; i < nplugins; i++) {
+                bool placed = false;
+                for (size_t j = 0; j < nsorted && !placed; j++)
+                    placed = sorted[j] == plugins[i];
+                if (!placed && plugins[i]->state != NX_PLUGIN_SKIPPED && n < sizeof(names))
+                    n += (size_t)snprintf(names + n, sizeof(names) - n, "%s%s", n ? ", " : "",
+                                          plugins[i]->desc->name);
+            }
+            free(sorted);
+            snprintf(lc->err, lc->errlen, "plugins depend on each other in a cycle: %s", names);
+            return NX_ERR; /* no order exists: not something strict=false can skip */
+        }
+        sorted[nsorted++] = next;
+    }
+    memcpy(plugins, sorted, nplugins * sizeof(*plugins));
+    free(sorted);
+    return NX_OK;
+}
+
+/* ---- init ---- */
+
+static void drop_registrations(nx_plugin *p)
+{
+    nx_router_remove_owner(p->router, p->desc->name);
+    nx_health_remove_owner(p);
+}
+
+static int init_all(load_ctx *lc, bool *claimed)
+{
+    for (size_t i = 0; i < nplugins; i++) {
+        nx_plugin *p = plugins[i];
+        if (p->state != NX_PLUGIN_FOUND)
+            continue;
+        if (!deps_ready(p, plugins, 0)) {
+            /* deps_ready with nothing done is false only when p has dependencies: check
+             * that each one really loaded (one may have been skipped just now). */
+            for (const char *const *d = p->desc->depends; d && *d; d++) {
+                nx_plugin *dep = find_plugin(*d);
+                if (dep && dep->state != NX_PLUGIN_LOADED) {
+                    if (failure(lc, p, "plugin %s (%s) depends on '%s', which failed to load",
+                                p->desc->name, p->path, *d) != NX_OK)
+                        return NX_ERR;
+                    break;
+                }
+            }
+            if (p->state != NX_PLUGIN_FOUND)
+                continue;
+        }
+        char err[768];
+        if (nx_plugin_settings_resolve(p, lc->cfg, claimed, err, sizeof(err)) != NX_OK) {
+            if (failure(lc, p, "plugin %s (%s): %s", p->desc->name, p->path, err) != NX_OK)
+                return NX_ERR;
+            continue;
+        }
+        int rc = p->desc->init(p);
+        if (rc != 0 || p->failed) {
+            drop_registrations(p);
+            if (failure(lc, p, "plugin %s (%s): init failed%s", p->desc->name, p->path,
+                        p->failed ? " (see the error above)" : "") != NX_OK)
+                return NX_ERR;
+            continue;
+        }
+        p->state = NX_PLUGIN_LOADED;
+        nx_log_info("plugin %s %s loaded from %s", p->desc->name,
+                    p->desc->version ? p->desc->version : "?", p->path);
     }
     return NX_OK;
 }
 
-int nx_plugins_load(const char *dirs, const nx_config *cfg, nx_router *router, char *err,
-                    size_t errlen)
+static void plugin_free(nx_plugin *p)
 {
-    bool *claimed = nx_xcalloc(cfg && cfg->nextras ? cfg->nextras : 1, sizeof(bool));
-    char *copy = nx_xstrdup(dirs);
-    int rc = NX_OK;
-    char *save = NULL;
-    for (char *d = strtok_r(copy, ":", &save); d && rc == NX_OK; d = strtok_r(NULL, ":", &save))
-        rc = load_dir(d, cfg, claimed, router, err, errlen);
-    free(copy);
-    if (rc == NX_OK)
-        rc = check_unclaimed(cfg, claimed, err, errlen);
-    free(claimed);
-    return rc;
+    if (p->state == NX_PLUGIN_LOADED && p->desc->fini)
+        p->desc->fini(p);
+    nx_health_remove_owner(p);
+    nx_plugin_settings_free(p);
+    /* Not dlclosed: handlers and strings of it may still be referenced by routes. */
+    free(p->why);
+    free(p->path);
+    free(p);
 }
 
 void nx_plugins_unload(void)
 {
-    while (nloaded) {
-        nx_plugin *p = loaded[--nloaded];
-        if (p->desc->fini)
-            p->desc->fini(p);
-        free_values(p);
-        free(p->path);
-        free(p);
-    }
-    free(loaded);
-    loaded = NULL;
+    while (nplugins)
+        plugin_free(plugins[--nplugins]);
+    free(plugins);
+    plugins = NULL;
+}
+
+int nx_plugins_load(const char *dirs, const nx_config *cfg, nx_router *router, bool fresh,
+                    char *err, size_t errlen)
+{
+    const char *strict = nx_config_get(cfg, "plugins.strict", NULL);
+    load_ctx lc = {.cfg = cfg, .router = router, .fresh = fresh,
+                   .strict = !strict || strcmp(strict, "false") != 0, .err = err,
+                   .errlen = errlen};
+    bool *claimed = nx_xcalloc(cfg->nextras ? cfg->nextras : 1, sizeof(bool));
+    char *copy = nx_xstrdup(dirs);
+    int rc = NX_OK;
+    char *save = NULL;
+    for (char *d = strtok_r(copy, ":", &save); d && rc == NX_OK; d = strtok_r(NULL, ":", &save))
+        rc = discover_dir(&lc, d);
+    free(copy);
+    if (rc == NX_OK)
+        rc = apply_enabled(&lc);
+    if (rc == NX_OK)
+        rc = order(&lc);
+    if (rc == NX_OK)
+        rc = init_all(&lc, claimed);
+    if (rc == NX_OK)
+        rc = nx_plugin_settings_unclaimed(cfg, claimed, plugins, nplugins, err, errlen);
+    free(claimed);
+    return rc;
+}
+
+void nx_plugins_each(void (*fn)(const nx_plugin *p, void *arg), void *arg)
+{
+    for (size_t i = 0; i < nplugins; i++)
+        fn(plugins[i], arg);
+}
+
+const char *nx_plugin_state_name(const nx_plugin *p, const char **why)
+{
+    if (why)
+        *why = p->why;
+    return p->state == NX_PLUGIN_LOADED ? "loaded" : p->state == NX_PLUGIN_SKIPPED ? "skipped"
+                                                                                    : "found";
+}
+
+const char *nx_plugin_path(const nx_plugin *p)
+{
+    return p->path;
+}
+
+const char *nx_plugin_version(const nx_plugin *p)
+{
+    return p->desc->version ? p->desc->version : "";
+}
+
+/* Swapping whole plugin sets (reload): the caller keeps the old set while a new loads. */
+nx_plugin_set nx_plugins_take(void)
+{
+    nx_plugin_set s = {plugins, nplugins};
+    plugins = NULL;
+    nplugins = 0;
+    return s;
+}
+
+void nx_plugins_restore(nx_plugin_set s)
+{
+    nx_plugins_unload();
+    plugins = s.plugins;
+    nplugins = s.n;
+}
+
+void nx_plugin_set_free(nx_plugin_set s)
+{
+    while (s.n)
+        plugin_free(s.plugins[--s.n]);
+    free(s.plugins);
 }

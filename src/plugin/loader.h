@@ -1,32 +1,53 @@
 /*
- * plugin/loader.h - finding, checking and initialising plugins.
+ * plugin/loader.h - finding, ordering, checking and initialising plugins.
  *
  * Runs in the master before the workers are forked, so every worker inherits the loaded
- * plugins and their routes. A plugin that cannot be loaded stops start-up with a message
- * naming its file and the reason.
+ * plugins and their routes; on reload the master loads a fresh set for the new workers.
  */
 #ifndef NX_PLUGIN_LOADER_H
 #define NX_PLUGIN_LOADER_H
 
+#include <stdbool.h>
 #include <stddef.h>
+
+#include <nexus/plugin.h>
 
 #include "config/config.h"
 #include "http/router.h"
 
 /*
- * Loads every *.so in the ':'-separated folders dirs, in name order, registering routes on
- * router. Each plugin's settings are taken from cfg's plugins.<name> values and
- * NEXUS_PLUGINS_<NAME>_* variables and checked before its init runs; a value for a plugin
- * that does not declare it is an error too. Returns NX_OK, or NX_ERR with the reason in
- * err.
+ * Loads the plugins of the ':'-separated folders dirs: every *.so, filtered by
+ * plugins.enabled, ordered by their dependencies (then by name), each one's settings
+ * checked before its init registers routes on router. fresh (reload) loads private copies,
+ * so that files rebuilt in place are read anew. Returns NX_OK, or NX_ERR with the reason
+ * in err (with plugins.strict false, failing plugins are skipped instead, with a log).
  */
-int nx_plugins_load(const char *dirs, const nx_config *cfg, nx_router *router, char *err,
-                    size_t errlen);
+int nx_plugins_load(const char *dirs, const nx_config *cfg, nx_router *router, bool fresh,
+                    char *err, size_t errlen);
 
 /* Number of plugins loaded. */
 size_t nx_plugins_count(void);
 
-/* Runs each plugin's fini, newest first. */
+/* Runs each loaded plugin's fini, newest first, and forgets them all. */
 void nx_plugins_unload(void);
+
+/* Every plugin found, loaded or skipped, in init order. */
+void nx_plugins_each(void (*fn)(const nx_plugin *p, void *arg), void *arg);
+
+/* "loaded", "skipped" (with *why) or "found"; the file; the declared version. */
+const char *nx_plugin_state_name(const nx_plugin *p, const char **why);
+const char *nx_plugin_path(const nx_plugin *p);
+const char *nx_plugin_version(const nx_plugin *p);
+
+/* A whole set of plugins, for reload: take the current set aside, load a new one, then
+ * free the old (success) or restore it (failure). */
+typedef struct nx_plugin_set {
+    nx_plugin **plugins;
+    size_t n;
+} nx_plugin_set;
+
+nx_plugin_set nx_plugins_take(void);
+void nx_plugins_restore(nx_plugin_set s);
+void nx_plugin_set_free(nx_plugin_set s);
 
 #endif

@@ -436,7 +436,7 @@ int nx_server_run(nx_config *cfg)
         nx_log_error("built-in routes: %s", err);
         return 1;
     }
-    if (nx_plugins_load(cfg->plugins_dir, cfg, nx_app_router, err, sizeof(err)) != NX_OK) {
+    if (nx_plugins_load(cfg->plugins_dir, cfg, nx_app_router, false, err, sizeof(err)) != NX_OK) {
         nx_log_error("%s", err);
         return 1;
     }
