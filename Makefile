@@ -52,6 +52,9 @@ PLUGIN_SO    := $(PLUGINS:%=$(BUILD)/plugins/%.so)
 TESTPLUGINS  := $(patsubst tests/plugins/%/,%,$(sort $(dir $(wildcard tests/plugins/*/*.c))))
 TESTPLUGIN_SO:= $(TESTPLUGINS:%=$(BUILD)/test-plugins/%.so)
 
+CASES_SO := $(patsubst tests/plugin-cases/%.c,$(BUILD)/plugin-cases/%.so,\
+              $(wildcard tests/plugin-cases/*.c))
+
 UNIT_SRC := $(wildcard tests/unit/*/*_test.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
@@ -85,6 +88,10 @@ $(BUILD)/test-plugins/%.so: tests/plugins/%/*.c include/nexus/*.h
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -fPIC -shared -o $@ $(filter %.c,$^)
 
+$(BUILD)/plugin-cases/%.so: tests/plugin-cases/%.c include/nexus/*.h
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -fPIC -shared -o $@ $<
+
 $(BUILD)/tests/%: tests/unit/%.c $(LIB)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -o $@ $< $(LIB) $(shell pkg-config --libs criterion) \
@@ -98,7 +105,7 @@ run:
 	@$(MAKE) --no-print-directory all
 	$(BIN) serve
 
-test-build: all $(TESTPLUGIN_SO) $(UNIT_BIN)
+test-build: all $(TESTPLUGIN_SO) $(CASES_SO) $(UNIT_BIN)
 
 unit: test-build
 	@scripts/run-unit.sh $(UNIT_BIN)

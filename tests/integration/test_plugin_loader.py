@@ -1,0 +1,120 @@
+"""The plugin loader: dependency order, plugins.enabled, failures, strict and non-strict."""
+import os
+import re
+import shutil
+import subprocess
+
+from conftest import NEXUS_BIN, NEXUS_BUILD, free_port
+
+CASES = os.path.join(NEXUS_BUILD, "plugin-cases")
+HELLO = os.path.join(NEXUS_BUILD, "plugins", "hello.so")
+
+
+def folder(tmp_path, *names, hello=False):
+    d = tmp_path / "plugins"
+    d.mkdir(exist_ok=True)
+    for n in names:
+        shutil.copy(os.path.join(CASES, f"{n}.so"), d / f"{n}.so")
+    if hello:
+        shutil.copy(HELLO, d / "hello.so")
+    return str(d)
+
+
+def clean_env(extra=None):
+    e = {k: v for k, v in os.environ.items() if not k.startswith("NEXUS_")}
+    e.update(extra or {})
+    return e
+
+
+def refused(tmp_path, plugins_dir, env=None):
+    """Starts a server that must refuse to start; returns its stderr."""
+    out = subprocess.run(
+        [NEXUS_BIN, "serve", "--port", str(free_port()), "--workers", "1", "--access-log", "off",
+         "--plugins-dir", plugins_dir],
+        capture_output=True, text=True, timeout=10, env=clean_env(env), cwd=str(tmp_path))
+    assert out.returncode != 0, out.stderr
+    return out.stderr
+
+
+def loaded_order(log):
+    return re.findall(r'plugin (\w+) [\d.]+ loaded from', log)
+
+
+def test_dependencies_are_inited_first(spawn, tmp_path):
+    # alpha sorts before beta by name, but depends on it
+    s = spawn(workers=1, args=["--plugins-dir", folder(tmp_path, "alpha", "beta")])
+    assert loaded_order(s.log()) == ["beta", "alpha"]
+    assert s.get("/case/alpha").text == "alpha"
+    assert s.get("/case/beta").text == "beta"
+
+
+def test_missing_dependency_stops_startup(tmp_path):
+    err = refused(tmp_path, folder(tmp_path, "gamma", "beta"))
+    assert "gamma" in err and "'missing'" in err and "gamma.so" in err
+
+
+def test_cycle_is_refused_even_when_not_strict(tmp_path):
+    err = refused(tmp_path, folder(tmp_path, "cyc1", "cyc2"),
+                  env={"NEXUS_PLUGINS_STRICT": "false"})
+    assert "cycle" in err and "cyc1" in err and "cyc2" in err
+
+
+def test_wrong_abi_is_refused_before_init(tmp_path):
+    err = refused(tmp_path, folder(tmp_path, "oldabi"))
+    assert "oldabi.so" in err and "built for plugin ABI" in err
+
+
+def test_object_without_descriptor_is_refused(tmp_path):
+    err = refused(tmp_path, folder(tmp_path, "nodesc"))
+    assert "nodesc.so" in err and "nexus_plugin" in err
+
+
+def test_init_failure_is_refused(tmp_path):
+    err = refused(tmp_path, folder(tmp_path, "badinit"))
+    assert "badinit" in err and "init failed" in err
+
+
+def test_route_clash_names_both_plugins(tmp_path):
+    err = refused(tmp_path, folder(tmp_path, "clash", hello=True))
+    assert "GET /plaintext" in err and "hello" in err and "clash" in err
+
+
+def test_not_strict_leaves_failures_out_and_keeps_serving(spawn, tmp_path):
+    d = folder(tmp_path, "badinit", "dependent", "gamma", "oldabi", "beta")
+    s = spawn(workers=1, args=["--plugins-dir", d], env={"NEXUS_PLUGINS_STRICT": "false"})
+    assert loaded_order(s.log()) == ["beta"]
+    assert s.get("/case/beta").status_code == 200
+    # the failed plugin's route and readiness check went with it
+    assert s.get("/case/badinit").status_code == 404
+    assert s.get("/ready").status_code == 200
+    for name in ("badinit", "dependent", "gamma", "oldabi"):
+        assert name in s.log()
+    assert "continuing without it" in s.log()
+
+
+def test_enabled_loads_only_the_named(spawn, tmp_path):
+    d = folder(tmp_path, "beta", "clash", hello=True)
+    s = spawn(workers=1, args=["--plugins-dir", d], env={"NEXUS_PLUGINS_ENABLED": "beta,hello"})
+    assert sorted(loaded_order(s.log())) == ["beta", "hello"]
+    assert s.get("/plaintext").text == "Hello, World!"   # no clash: clash.so was not loaded
+
+
+def test_enabled_naming_an_absent_plugin_is_refused(tmp_path):
+    err = refused(tmp_path, folder(tmp_path, "beta"), env={"NEXUS_PLUGINS_ENABLED": "beta, nope"})
+    assert "plugins.enabled" in err and "'nope'" in err
+
+
+def test_enabled_dependency_left_out_is_refused(tmp_path):
+    # alpha is enabled but its dependency is not: alpha cannot load
+    d = folder(tmp_path, "alpha", "beta", hello=True)
+    err = refused(tmp_path, d, env={"NEXUS_PLUGINS_ENABLED": "alpha,hello"})
+    assert "alpha" in err and "'beta'" in err
+
+
+def test_enabled_dependency_left_out_not_strict_skips_the_dependent(spawn, tmp_path):
+    d = folder(tmp_path, "alpha", "beta", hello=True)
+    s = spawn(workers=1, args=["--plugins-dir", d],
+              env={"NEXUS_PLUGINS_ENABLED": "alpha,hello", "NEXUS_PLUGINS_STRICT": "false"})
+    assert loaded_order(s.log()) == ["hello"]
+    assert s.get("/case/alpha").status_code == 404
+    assert s.get("/json").status_code == 200
