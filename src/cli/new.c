@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,12 +38,12 @@ static const char tmpl_source[] =
     "/*\n"
     " * @NAME@ - a Nexus plugin, made by `nexus new plugin @NAME@`.\n"
     " *\n"
-    " *   GET /@NAME@                  200 {\"plugin\":\"@NAME@\",\"message\":<the greeting sett"
-    "ing>}\n"
-    " *   GET /@NAME@/items/{id:int}   200 {\"id\":<id>,\"name\":\"item <id>\"} for ids 1..ITEMS"
-    "_MAX,\n"
-    " *                                404 problem+json for any other id,\n"
-    " *                                400 problem+json for an id beyond 64 bits\n"
+    " *   GET /@NAME@\n"
+    " *       200 {\"plugin\":\"@NAME@\",\"message\":<the greeting setting>}\n"
+    " *   GET /@NAME@/items/{id:int}\n"
+    " *       200 {\"id\":<id>,\"name\":\"item <id>\"} for ids 1..ITEMS_MAX\n"
+    " *       404 problem+json for any other id\n"
+    " *       400 problem+json for an id beyond the range of int64\n"
     " *\n"
     " * Setting: plugins.@NAME@.greeting in the YAML file, or NEXUS_PLUGINS_@UPPER@_GREETING.\n"
     " *\n"
@@ -229,6 +230,11 @@ static const char tmpl_test[] =
     "}\n"
     "trap cleanup EXIT\n"
     "\n"
+    "# The caller's NEXUS_* settings (a config file, another plugin's values) stay out of this.\n"
+    "for var in $(compgen -e); do\n"
+    "    case $var in NEXUS_*) unset \"$var\" ;; esac\n"
+    "done\n"
+    "\n"
     "[ -f ./@NAME@.so ] || die \"@NAME@.so is not built (run make)\"\n"
     "command -v curl >/dev/null || die \"curl is needed\"\n"
     "command -v \"$NEXUS\" >/dev/null || die \"no nexus binary '$NEXUS' (set NEXUS= or PATH)\"\n"
@@ -241,8 +247,7 @@ static const char tmpl_test[] =
     "# Starts the server on a free port and waits for /health; a port taken between the check\n"
     "# and the bind makes the server exit, and another port is tried.\n"
     "start() {\n"
-    "    local attempt i\n"
-    "    for attempt in 1 2 3 4 5; do\n"
+    "    for _ in 1 2 3 4 5; do\n"
     "        PORT=$((20000 + RANDOM % 30000))\n"
     "        port_free \"$PORT\" || continue\n"
     "        NEXUS_PLUGINS_@UPPER@_GREETING=\"$GREETING\" \\\n"
@@ -250,7 +255,7 @@ static const char tmpl_test[] =
     " \\\n"
     "            --plugins-dir . >\"$LOG\" 2>&1 &\n"
     "        PID=$!\n"
-    "        for i in $(seq 100); do\n"
+    "        for _ in $(seq 100); do\n"
     "            if curl -fsS -o /dev/null --max-time 1 \"http://127.0.0.1:$PORT/health\" 2>/dev"
     "/null\n"
     "            then\n"
@@ -266,10 +271,11 @@ static const char tmpl_test[] =
     "    return 1\n"
     "}\n"
     "\n"
-    "# check PATH STATUS CONTENT_TYPE TEXT: GET PATH answers STATUS with CONTENT_TYPE and a body\n"
-    "# that contains TEXT.\n"
+    "# check PATH STATUS CONTENT_TYPE TEXT...: GET PATH answers STATUS with CONTENT_TYPE, and\n"
+    "# its body contains every TEXT.\n"
     "check() {\n"
-    "    local path=$1 want_status=$2 want_type=$3 want_text=$4 got status ctype body\n"
+    "    local path=$1 want_status=$2 want_type=$3 got status ctype body text\n"
+    "    shift 3\n"
     "    got=$(curl -sS --max-time 5 -o \"$LOG.body\" -w '%{http_code} %{content_type}' \\\n"
     "        \"http://127.0.0.1:$PORT$path\") || {\n"
     "        echo \"FAIL GET $path: curl failed\" >&2\n"
@@ -280,24 +286,28 @@ static const char tmpl_test[] =
     "    ctype=${got#* }\n"
     "    ctype=${ctype%%;*}\n"
     "    body=$(cat \"$LOG.body\")\n"
-    "    if [ \"$status\" != \"$want_status\" ] || [ \"$ctype\" != \"$want_type\" ] ||\n"
-    "        [[ \"$body\" != *\"$want_text\"* ]]; then\n"
-    "        echo \"FAIL GET $path: got $status $ctype $body\" >&2\n"
-    "        echo \"     expected $want_status $want_type with $want_text\" >&2\n"
-    "        failures=$((failures + 1))\n"
+    "    local ok=1\n"
+    "    [ \"$status\" = \"$want_status\" ] && [ \"$ctype\" = \"$want_type\" ] || ok=0\n"
+    "    for text in \"$@\"; do\n"
+    "        [[ \"$body\" == *\"$text\"* ]] || ok=0\n"
+    "    done\n"
+    "    if [ $ok = 1 ]; then\n"
+    "        echo \"ok   GET $path -> $status $ctype\"\n"
     "    else\n"
-    "        echo \"ok   GET $path -> $status\"\n"
+    "        echo \"FAIL GET $path -> $status $ctype $body\" >&2\n"
+    "        echo \"     expected $want_status $want_type with: $*\" >&2\n"
+    "        failures=$((failures + 1))\n"
     "    fi\n"
     "}\n"
     "\n"
     "start || exit 1\n"
     "\n"
-    "check \"/@NAME@\" 200 application/json \"\\\"message\\\":\\\"$GREETING\\\"\"\n"
-    "check \"/@NAME@\" 200 application/json '\"plugin\":\"@NAME@\"'\n"
-    "check \"/@NAME@/items/42\" 200 application/json '\"id\":42'\n"
-    "check \"/@NAME@/items/42\" 200 application/json '\"name\":\"item 42\"'\n"
-    "check \"/@NAME@/items/0\" 404 application/problem+json '\"status\":404'\n"
-    "check \"/@NAME@/items/1001\" 404 application/problem+json 'no item 1001'\n"
+    "# The setting, from its variable; the typed parameter and each of its errors.\n"
+    "check \"/@NAME@\" 200 application/json '\"plugin\":\"@NAME@\"' \"\\\"message\\\":\\\"$GREET"
+    "ING\\\"\"\n"
+    "check \"/@NAME@/items/42\" 200 application/json '\"id\":42' '\"name\":\"item 42\"'\n"
+    "check \"/@NAME@/items/0\" 404 application/problem+json '\"status\":404' 'no item 0'\n"
+    "check \"/@NAME@/items/1001\" 404 application/problem+json '\"status\":404' 'no item 1001'\n"
     "check \"/@NAME@/items/9999999999999999999\" 400 application/problem+json '\"status\":400'\n"
     "check \"/@NAME@/items/abc\" 404 application/problem+json '\"status\":404'\n"
     "\n"
@@ -308,7 +318,8 @@ static const char tmpl_test[] =
     "}\n"
     "\n"
     "if [ \"$failures\" -ne 0 ]; then\n"
-    "    echo \"test_@NAME@: $failures check(s) failed\" >&2\n"
+    "    echo \"test_@NAME@: $failures check(s) failed; the server's log:\" >&2\n"
+    "    cat \"$LOG\" >&2\n"
     "    exit 1\n"
     "fi\n"
     "echo \"test_@NAME@: all checks passed\"\n";
@@ -375,8 +386,7 @@ static const char tmpl_readme[] =
     "- A plugin's name is unique in a server, and so is each route: a plugin named like a\n"
     "  bundled one, or claiming a route another plugin has, stops start-up with both named.\n";
 
-static const char tmpl_gitignore[] =
-    "*.so\n";
+static const char tmpl_gitignore[] = "*.so\n";
 
 /* ---- the command ------------------------------------------------------------------- */
 
@@ -409,11 +419,16 @@ static void usage(FILE *out)
             PLUGIN_NAME_MAX);
 }
 
-static int usage_error(const char *fmt, const char *arg)
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static int usage_error(const char *fmt, ...)
 {
+    va_list ap;
+    va_start(ap, fmt);
     fprintf(stderr, "nexus new: ");
-    fprintf(stderr, fmt, arg);
+    vfprintf(stderr, fmt, ap);
     fprintf(stderr, "\n\n");
+    va_end(ap);
     usage(stderr);
     return EX_USAGE_STATUS;
 }
@@ -513,7 +528,10 @@ static int dir_state(const char *path)
     return state;
 }
 
-/* Creates path (which must not exist) with the expanded template; 0, or -1 with errno. */
+/*
+ * Creates path (which must not exist) with the expanded template: 0, or -1 with errno set
+ * and no file left behind.
+ */
 static int write_file(const char *path, mode_t mode, const char *tmpl, const char *name,
                       const char *upper)
 {
@@ -524,6 +542,7 @@ static int write_file(const char *path, mode_t mode, const char *tmpl, const cha
     if (!f) {
         int e = errno;
         close(fd);
+        unlink(path);
         errno = e;
         return -1;
     }
@@ -535,6 +554,7 @@ static int write_file(const char *path, mode_t mode, const char *tmpl, const cha
         e = errno;
     }
     if (failed) {
+        unlink(path);
         errno = e ? e : EIO;
         return -1;
     }
@@ -544,8 +564,9 @@ static int write_file(const char *path, mode_t mode, const char *tmpl, const cha
 /* A path as a shell word: as is when it is plain, else in single quotes. */
 static void print_shell_word(const char *s)
 {
-    if (*s && strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./+:,=@") ==
-                  strlen(s)) {
+    static const char plain[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                "0123456789_-./+:,=@";
+    if (*s && strspn(s, plain) == strlen(s)) {
         fputs(s, stdout);
         return;
     }
@@ -581,9 +602,9 @@ static void print_pkg_config_hint(void)
         return;
     snprintf(pc, sizeof(pc), "%s/lib/pkgconfig/nexus.pc", prefix);
     if (access(pc, R_OK) != 0) {
-        printf("\nnote: this nexus (%s/nexus) is not an installed one; the project builds\n"
-               "against an installed Nexus: run `make install PREFIX=...` in Nexus's tree and\n"
-               "export PKG_CONFIG_PATH=PREFIX/lib/pkgconfig when PREFIX is not /usr or /usr/local.\n",
+        printf("\nnote: this nexus (%s/nexus) is not an installed one, and the project builds\n"
+               "against an installed Nexus: run `make install PREFIX=...` in Nexus's tree, and\n"
+               "export PKG_CONFIG_PATH=PREFIX/lib/pkgconfig unless PREFIX is /usr or /usr/local\n",
                exe);
         return;
     }
@@ -621,11 +642,11 @@ int nx_cmd_new(int argc, char **argv)
         }
     }
     if (!kind)
-        return usage_error("%s", "what to create? (nexus new plugin NAME)");
+        return usage_error("what to create? (nexus new plugin NAME)");
     if (strcmp(kind, "plugin") != 0)
         return usage_error("cannot create a '%s': only 'plugin' is known", kind);
     if (!name)
-        return usage_error("%s", "the plugin's NAME is missing");
+        return usage_error("the plugin's NAME is missing");
     char why[160];
     if (!name_is_valid(name, why, sizeof(why))) {
         fprintf(stderr, "nexus new: '%s' is not a valid plugin name: %s\n", name, why);
@@ -634,7 +655,7 @@ int nx_cmd_new(int argc, char **argv)
         return EX_USAGE_STATUS;
     }
     if (dir && !*dir)
-        return usage_error("%s", "--dir needs a non-empty PATH");
+        return usage_error("--dir needs a non-empty PATH");
     const char *target = dir ? dir : name;
 
     char upper[PLUGIN_NAME_MAX + 1];
@@ -652,8 +673,7 @@ int nx_cmd_new(int argc, char **argv)
         }
         made_dir = true;
         break;
-    case DIR_EMPTY:
-        break;
+    case DIR_EMPTY: break;
     case DIR_NOT_EMPTY:
         fprintf(stderr,
                 "nexus new: %s already exists and is not empty; nothing was written\n"
@@ -661,8 +681,7 @@ int nx_cmd_new(int argc, char **argv)
                 target);
         return EX_CANTCREAT_STATUS;
     case DIR_NOT_A_DIR:
-        fprintf(stderr, "nexus new: %s exists and is not a folder; nothing was written\n",
-                target);
+        fprintf(stderr, "nexus new: %s exists and is not a folder; nothing was written\n", target);
         return EX_CANTCREAT_STATUS;
     default:
         fprintf(stderr, "nexus new: cannot use the folder %s: %s\n", target, strerror(errno));
@@ -679,8 +698,7 @@ int nx_cmd_new(int argc, char **argv)
             errno = ENAMETOOLONG;
             break;
         }
-        if (write_file(paths[written], files[written].mode, files[written].tmpl, name, upper) !=
-            0)
+        if (write_file(paths[written], files[written].mode, files[written].tmpl, name, upper) != 0)
             break;
     }
     if (written < NX_ARRAY_LEN(files)) {
@@ -689,14 +707,13 @@ int nx_cmd_new(int argc, char **argv)
         /* Take back what this run made, so that running it again works. */
         for (size_t i = 0; i < written; i++)
             unlink(paths[i]);
-        if (errno != ENAMETOOLONG)
-            unlink(paths[written]);
         if (made_dir)
             rmdir(target);
         return EX_CANTCREAT_STATUS;
     }
 
-    printf("created plugin %s in %s/\n", name, target);
+    size_t tlen = strlen(target);
+    printf("created plugin %s in %s%s\n", name, target, target[tlen - 1] == '/' ? "" : "/");
     for (size_t i = 0; i < NX_ARRAY_LEN(files); i++) {
         char what[256];
         expand_name(files[i].what, name, what, sizeof(what));

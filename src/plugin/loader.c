@@ -383,13 +383,14 @@ static int init_all(load_ctx *lc, bool *claimed)
     return NX_OK;
 }
 
-static void plugin_free(nx_plugin *p)
+static void plugin_free(nx_plugin *p, bool close_code)
 {
     if (p->state == NX_PLUGIN_LOADED && p->desc->fini)
         p->desc->fini(p);
     nx_health_remove_owner(p);
     nx_plugin_settings_free(p);
-    /* Not dlclosed: handlers and strings of it may still be referenced by routes. */
+    if (close_code)
+        dlclose(p->handle);
     free(p->why);
     free(p->path);
     free(p);
@@ -397,8 +398,9 @@ static void plugin_free(nx_plugin *p)
 
 void nx_plugins_unload(void)
 {
+    /* Not dlclosed: the current router may still point at their handlers. */
     while (nplugins)
-        plugin_free(plugins[--nplugins]);
+        plugin_free(plugins[--nplugins], false);
     free(plugins);
     plugins = NULL;
 }
@@ -471,7 +473,8 @@ void nx_plugins_restore(nx_plugin_set s)
 
 void nx_plugin_set_free(nx_plugin_set s)
 {
+    /* Only once no router refers to the set's handlers: its code can then go. */
     while (s.n)
-        plugin_free(s.plugins[--s.n]);
+        plugin_free(s.plugins[--s.n], true);
     free(s.plugins);
 }

@@ -48,6 +48,8 @@ typedef struct nx_plugin_set {
 
 nx_plugin_set nx_plugins_take(void);
 void nx_plugins_restore(nx_plugin_set s);
+
+/* Finis and unloads a set taken aside; no router may refer to its handlers any more. */
 void nx_plugin_set_free(nx_plugin_set s);
 
 #endif

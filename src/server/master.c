@@ -161,11 +161,13 @@ static void keep_str(char **next, char *const *cur, const char *key)
 }
 
 /*
- * Loads the configuration again from the same file, environment and flags. An invalid one
- * is refused (the error is on stderr) and the running one stays; settings bound at start
- * (the listening address, the plugins) keep their values until a restart.
+ * Loads the configuration again from the same file, environment and flags, and the
+ * plugins again from their files (private copies, so rebuilt ones are read anew), into a
+ * new router. Both are swapped in only when both loaded: otherwise the error is logged
+ * and everything stays as it was. Settings bound at start (the listening address, the
+ * plugin folders) keep their values until a restart.
  */
-static int reload_config(void)
+static int reload_config_and_plugins(void)
 {
     nx_config next;
     nx_config_defaults(&next);
@@ -186,6 +188,27 @@ static int reload_config(void)
         next.plugins_dir = nx_xstrdup(M.cfg->plugins_dir); /* the default resolved at start */
     }
     keep_str(&next.plugins_dir, &M.cfg->plugins_dir, "plugins.dir");
+
+    nx_router *router = nx_router_new();
+    nx_plugin_set old_plugins = nx_plugins_take();
+    char err[768];
+    if (nx_health_routes(router, err, sizeof(err)) != NX_OK ||
+        nx_plugins_load(next.plugins_dir, &next, router, true, err, sizeof(err)) != NX_OK) {
+        nx_log_error("SIGHUP: %s; still serving with the previous configuration and plugins",
+                     err);
+        nx_router_free(router);
+        nx_plugin_set_free(nx_plugins_take()); /* what loaded of the new set */
+        nx_plugins_restore(old_plugins);
+        nx_config_free(&next);
+        return NX_ERR;
+    }
+    nx_router *old_router = nx_app_router;
+    nx_app_router = router;
+    /* The old set's code is no longer referenced in this process once its router is
+     * gone (the old workers have their own copies). */
+    nx_router_free(old_router);
+    nx_plugin_set_free(old_plugins);
+
     if (strcmp(next.access_log, M.cfg->access_log) != 0 &&
         nx_accesslog_open(next.access_log) != NX_OK) {
         nx_log_error("SIGHUP: cannot open access log %s: %s; keeping %s", next.access_log,
@@ -208,7 +231,7 @@ static void begin_reload(void)
         nx_log_warn("SIGHUP: a reload is already in progress");
         return;
     }
-    if (reload_config() != NX_OK)
+    if (reload_config_and_plugins() != NX_OK)
         return;
     M.gen++;
     M.reloading = true;
