@@ -79,9 +79,15 @@ int nx_ready_check(nx_plugin *p, const char *name, nx_ready_fn check)
 
 /* ---- discover ---- */
 
-/* dlopen of a private copy (see the file comment); the path stays in messages. */
-static void *open_copy(const char *path)
+/*
+ * dlopen of a private copy (see the file comment). The copy is opened by its
+ * /proc/self/fd path, and the dynamic linker also knows objects by that name: the fd stays
+ * open as long as the plugin is loaded (*fd), or a later copy given the same fd number
+ * would be taken for this one.
+ */
+static void *open_copy(const char *path, int *fd)
 {
+    *fd = -1;
     int src = open(path, O_RDONLY | O_CLOEXEC);
     if (src < 0)
         return NULL;
@@ -96,7 +102,10 @@ static void *open_copy(const char *path)
         snprintf(fdpath, sizeof(fdpath), "/proc/self/fd/%d", mem);
         if (off == st.st_size)
             h = dlopen(fdpath, RTLD_NOW | RTLD_LOCAL);
-        close(mem);
+        if (h)
+            *fd = mem;
+        else
+            close(mem);
     }
     close(src);
     return h;
@@ -146,7 +155,8 @@ static int failure(load_ctx *lc, nx_plugin *p, const char *fmt, ...)
 static int discover_one(load_ctx *lc, const char *path)
 {
     /* RTLD_NOW: an unresolved symbol is an error here, not a crash on first request. */
-    void *h = lc->fresh ? open_copy(path) : dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    int copy_fd = -1;
+    void *h = lc->fresh ? open_copy(path, &copy_fd) : dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (!h)
         return failure(lc, NULL, "plugin %s: cannot load: %s", path, dlerror());
     const nx_plugin_desc *d = dlsym(h, "nexus_plugin");
@@ -170,12 +180,15 @@ static int discover_one(load_ctx *lc, const char *path)
     }
     if (problem) {
         dlclose(h);
+        if (copy_fd >= 0)
+            close(copy_fd);
         return failure(lc, NULL, "plugin %s: %s", path, problem);
     }
     nx_plugin *p = nx_xcalloc(1, sizeof(*p));
     p->desc = d;
     p->path = nx_xstrdup(path);
     p->handle = h;
+    p->copy_fd = copy_fd;
     p->router = lc->router;
     p->state = NX_PLUGIN_FOUND;
     plugins = nx_xrealloc(plugins, (nplugins + 1) * sizeof(*plugins));
@@ -391,6 +404,8 @@ static void plugin_free(nx_plugin *p, bool close_code)
     nx_plugin_settings_free(p);
     if (close_code)
         dlclose(p->handle);
+    if (close_code && p->copy_fd >= 0)
+        close(p->copy_fd);
     free(p->why);
     free(p->path);
     free(p);

@@ -17,6 +17,7 @@ struct nx_plugin {
     const nx_plugin_desc *desc;
     char *path;
     void *handle;
+    int copy_fd;  /* the private copy it was opened from, or -1 */
     nx_router *router;
     enum nx_plugin_state state;
     char *why;    /* why it was skipped */
