@@ -40,7 +40,8 @@ typedef enum nx_setting_type {
  * One setting of a plugin, read from the YAML file as plugins.<plugin>.<name> and from the
  * variable NEXUS_PLUGINS_<PLUGIN>_<NAME> (or its _FILE form), which wins. A value of the
  * wrong type, or a key under plugins.<plugin> that the plugin does not declare, stops
- * start-up with the file:line or variable. Declared in an array ended by {NULL}.
+ * start-up with the file:line or variable. Declared in an array ended by {.name = NULL},
+ * with designated initializers (the fields left out are zero).
  */
 typedef struct nx_plugin_setting {
     const char *name;

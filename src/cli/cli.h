@@ -7,5 +7,10 @@
 int nx_cmd_serve(int argc, char **argv);
 int nx_cmd_config(int argc, char **argv);
 int nx_cmd_new(int argc, char **argv);
+int nx_cmd_plugins(int argc, char **argv);
+int nx_cmd_routes(int argc, char **argv);
+
+/* Plugins beside the binary, else the installed folder; the caller frees. */
+char *nx_default_plugins_dir(void);
 
 #endif

@@ -13,6 +13,8 @@ static void usage(FILE *out)
                  "  serve      run the server (nexus serve --help for its options)\n"
                  "  config     check or show the configuration (nexus config --help)\n"
                  "  new        create a plugin project: nexus new plugin NAME\n"
+                 "  plugins    list the plugins found, with version, state and file\n"
+                 "  routes     list every route with its methods, flags and plugin\n"
                  "  version    print the version\n");
 }
 
@@ -29,6 +31,10 @@ int main(int argc, char **argv)
         return nx_cmd_config(argc, argv);
     if (strcmp(cmd, "new") == 0)
         return nx_cmd_new(argc, argv);
+    if (strcmp(cmd, "plugins") == 0)
+        return nx_cmd_plugins(argc, argv);
+    if (strcmp(cmd, "routes") == 0)
+        return nx_cmd_routes(argc, argv);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("nexus %s\n", NX_VERSION);
         return 0;

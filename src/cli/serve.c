@@ -16,7 +16,7 @@
 
 /* Plugins beside the binary (build/plugins for build/nexus), else the installed folder
  * (PREFIX/lib/nexus/plugins for PREFIX/bin/nexus). */
-static char *default_plugins_dir(void)
+char *nx_default_plugins_dir(void)
 {
     char exe[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
@@ -52,7 +52,7 @@ int nx_cmd_serve(int argc, char **argv)
     }
     if (!*cfg.plugins_dir) {
         free(cfg.plugins_dir);
-        cfg.plugins_dir = default_plugins_dir();
+        cfg.plugins_dir = nx_default_plugins_dir();
     }
     nx_log_apply_level(cfg.log_level);
     int rc = nx_server_run(&cfg);

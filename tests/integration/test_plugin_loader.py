@@ -118,3 +118,38 @@ def test_enabled_dependency_left_out_not_strict_skips_the_dependent(spawn, tmp_p
     assert loaded_order(s.log()) == ["hello"]
     assert s.get("/case/alpha").status_code == 404
     assert s.get("/json").status_code == 200
+
+
+def command(tmp_path, *args, env=None):
+    return subprocess.run([NEXUS_BIN, *args], capture_output=True, text=True, timeout=10,
+                          env=clean_env(env), cwd=str(tmp_path))
+
+
+def test_plugins_command_lists_state_routes_and_file(tmp_path):
+    d = folder(tmp_path, "alpha", "beta", "badinit")
+    out = command(tmp_path, "plugins", "--plugins-dir", d, env={"NEXUS_PLUGINS_STRICT": "false"})
+    assert out.returncode == 0, out.stderr
+    rows = {line.split()[0]: line.split() for line in out.stdout.splitlines()[1:]
+            if line and not line.startswith(" ")}
+    assert rows["alpha"][1:4] == ["1.0.0", "loaded", "1"]
+    assert rows["alpha"][4] == os.path.join(d, "alpha.so")
+    assert rows["badinit"][2] == "skipped" and rows["badinit"][3] == "0"
+    assert "init failed" in out.stdout
+    # init order: beta before alpha
+    names = [line.split()[0] for line in out.stdout.splitlines()[1:] if line[:1].strip()]
+    assert names.index("beta") < names.index("alpha")
+
+
+def test_routes_command_lists_every_route_with_its_plugin(tmp_path):
+    d = folder(tmp_path, "beta", hello=True)
+    out = command(tmp_path, "routes", "--plugins-dir", d)
+    assert out.returncode == 0, out.stderr
+    rows = [line.split() for line in out.stdout.splitlines()[1:]]
+    assert ["GET", "/health", "-", "nexus"] in rows
+    assert ["GET", "/plaintext", "-", "hello"] in rows
+    assert ["GET", "/case/beta", "-", "beta"] in rows
+
+
+def test_routes_command_fails_like_the_server(tmp_path):
+    out = command(tmp_path, "routes", "--plugins-dir", folder(tmp_path, "gamma"))
+    assert out.returncode != 0 and "'missing'" in out.stderr
