@@ -76,6 +76,30 @@ enum {
 int nx_route(nx_plugin *p, const char *method, const char *pattern, nx_handler_fn handler,
              int flags);
 
+/*
+ * Middleware: before runs ahead of routing for every request (except the /health and
+ * /ready probes) and returns true to go on, or false once it has answered (a 401, a 429);
+ * after runs once the response is set, for every request that reached before. Hooks run in
+ * the request's coroutine and may wait. Ordered by priority (lower first), then by plugin
+ * init order; after hooks run in the reverse order, so the first before is the last after.
+ * Either function may be NULL.
+ */
+typedef bool (*nx_before_fn)(nx_req *req, nx_res *res);
+typedef void (*nx_after_fn)(nx_req *req, nx_res *res);
+
+int nx_middleware(nx_plugin *p, const char *name, int priority, nx_before_fn before,
+                  nx_after_fn after);
+
+/*
+ * Called in every worker process: start after it is forked and before it accepts (open
+ * per-worker connections here), stop when it leaves after draining. A start hook returning
+ * non-zero makes the worker exit; the master logs it and starts another.
+ */
+typedef int (*nx_worker_start_fn)(nx_plugin *p);
+typedef void (*nx_worker_stop_fn)(nx_plugin *p);
+
+int nx_on_worker(nx_plugin *p, nx_worker_start_fn start, nx_worker_stop_fn stop);
+
 /* Adds a readiness check named name, run by GET /ready in every worker. */
 int nx_ready_check(nx_plugin *p, const char *name, nx_ready_fn check);
 

@@ -18,6 +18,7 @@
 #include "core/arena.h"
 #include "core/util.h"
 #include "http/exchange.h"
+#include "http/middleware.h"
 
 nx_router *nx_app_router;
 
@@ -261,12 +262,11 @@ void nx_res_file(nx_res *res, const char *path)
     res->file_size = (uint64_t)st.st_size;
 }
 
-void nx_exchange_dispatch(nx_req *req, const nx_router *router)
+/* Routing and the handler, or the answer the router gives by itself. */
+static void route(nx_req *req, enum nx_match_result m, const char *allow)
 {
-    char allow[160];
     nx_res *res = &req->res;
-    switch (nx_router_match(router, req->method, req->method_len, req->path, req->path_len,
-                            &req->match, allow, sizeof(allow))) {
+    switch (m) {
     case NX_MATCH_FOUND:
         req->match.handler(req, res);
         if (!res->set) {
@@ -288,4 +288,25 @@ void nx_exchange_dispatch(nx_req *req, const nx_router *router)
         nx_res_header(res, "Allow", allow);
         return;
     }
+}
+
+void nx_exchange_dispatch(nx_req *req, const nx_router *router)
+{
+    char allow[160];
+    enum nx_match_result m = nx_router_match(router, req->method, req->method_len, req->path,
+                                             req->path_len, &req->match, allow, sizeof(allow));
+    /* The probes answer load balancers and orchestrators: no plugin's middleware (an auth
+     * check, a rate limit) may stand in their way. */
+    bool probe = m == NX_MATCH_FOUND && strcmp(req->match.route->owner, "nexus") == 0;
+    if (probe) {
+        route(req, m, allow);
+        return;
+    }
+    bool stopped;
+    size_t ran = nx_middleware_before(req, &req->res, &stopped);
+    if (stopped && !req->res.set)
+        nx_problem(&req->res, 500, "a middleware stopped the request without answering");
+    if (!stopped)
+        route(req, m, allow);
+    nx_middleware_after(req, &req->res, ran);
 }

@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "core/util.h"
+#include "http/middleware.h"
 #include "observe/health.h"
 #include "plugin/plugin_impl.h"
 
@@ -75,6 +76,46 @@ int nx_ready_check(nx_plugin *p, const char *name, nx_ready_fn check)
     }
     nx_health_add_check(p, name, check);
     return NX_OK;
+}
+
+int nx_middleware(nx_plugin *p, const char *name, int priority, nx_before_fn before,
+                  nx_after_fn after)
+{
+    if (!before && !after) {
+        nx_log_error("plugin %s: middleware '%s' has neither a before nor an after function",
+                     p->desc->name, name ? name : "?");
+        p->failed = 1;
+        return NX_ERR;
+    }
+    nx_middleware_add(p, name, priority, before, after);
+    return NX_OK;
+}
+
+int nx_on_worker(nx_plugin *p, nx_worker_start_fn start, nx_worker_stop_fn stop)
+{
+    p->worker_start = start;
+    p->worker_stop = stop;
+    return NX_OK;
+}
+
+int nx_plugins_worker_start(void)
+{
+    for (size_t i = 0; i < nplugins; i++) {
+        nx_plugin *p = plugins[i];
+        if (p->state == NX_PLUGIN_LOADED && p->worker_start && p->worker_start(p) != 0) {
+            nx_log_error("plugin %s: its worker start hook failed; this worker exits",
+                         p->desc->name);
+            return NX_ERR;
+        }
+    }
+    return NX_OK;
+}
+
+void nx_plugins_worker_stop(void)
+{
+    for (size_t i = nplugins; i-- > 0;)
+        if (plugins[i]->state == NX_PLUGIN_LOADED && plugins[i]->worker_stop)
+            plugins[i]->worker_stop(plugins[i]);
 }
 
 /* ---- discover ---- */
@@ -352,6 +393,9 @@ static void drop_registrations(nx_plugin *p)
 {
     nx_router_remove_owner(p->router, p->desc->name);
     nx_health_remove_owner(p);
+    nx_middleware_remove_owner(p);
+    p->worker_start = NULL;
+    p->worker_stop = NULL;
 }
 
 static int init_all(load_ctx *lc, bool *claimed)
@@ -401,6 +445,7 @@ static void plugin_free(nx_plugin *p, bool close_code)
     if (p->state == NX_PLUGIN_LOADED && p->desc->fini)
         p->desc->fini(p);
     nx_health_remove_owner(p);
+    nx_middleware_remove_owner(p);
     nx_plugin_settings_free(p);
     if (close_code)
         dlclose(p->handle);

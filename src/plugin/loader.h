@@ -25,6 +25,13 @@
 int nx_plugins_load(const char *dirs, const nx_config *cfg, nx_router *router, bool fresh,
                     char *err, size_t errlen);
 
+/* Runs the loaded plugins' worker start hooks in init order (in a new worker); NX_ERR
+ * when one fails. */
+int nx_plugins_worker_start(void);
+
+/* Runs their worker stop hooks in reverse order (a worker leaving). */
+void nx_plugins_worker_stop(void);
+
 /* Number of plugins loaded. */
 size_t nx_plugins_count(void);
 

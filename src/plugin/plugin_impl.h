@@ -24,6 +24,8 @@ struct nx_plugin {
     int failed;   /* a registration inside init failed */
     char **values; /* one per declared setting, checked */
     size_t nvalues;
+    nx_worker_start_fn worker_start;
+    nx_worker_stop_fn worker_stop;
 };
 
 /*

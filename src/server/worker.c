@@ -23,6 +23,7 @@
 #include "http/http1.h"
 #include "observe/accesslog.h"
 #include "observe/health.h"
+#include "plugin/loader.h"
 #include "server/server.h"
 
 #define ACCEPT_BATCH 64
@@ -54,6 +55,7 @@ static void notify(char msg)
 
 static _Noreturn void worker_exit(int status)
 {
+    nx_plugins_worker_stop();
     nx_accesslog_flush(NULL, NULL);
     _exit(status);
 }
@@ -230,6 +232,10 @@ void nx_worker_main(const nx_config *cfg, int listen_fd, int notify_fd, nx_share
         W.recycle_at = (uint64_t)cfg->max_requests + jitter;
     }
 
+    if (nx_plugins_worker_start() != NX_OK) {
+        nx_accesslog_flush(NULL, NULL);
+        _exit(1);
+    }
     W.listen_io.fd = listen_fd;
     W.listen_io.cb = on_accept;
     listen_resume();

@@ -153,3 +153,45 @@ def test_routes_command_lists_every_route_with_its_plugin(tmp_path):
 def test_routes_command_fails_like_the_server(tmp_path):
     out = command(tmp_path, "routes", "--plugins-dir", folder(tmp_path, "gamma"))
     assert out.returncode != 0 and "'missing'" in out.stderr
+
+
+def test_middleware_order_and_onion(spawn, tmp_path):
+    s = spawn(workers=1, args=["--plugins-dir", folder(tmp_path, "mw", hello=True)])
+    r = s.get("/plaintext")
+    assert r.status_code == 200 and r.text == "Hello, World!"
+    # priority first (gate 5, outer 10, outer2 10, inner 20), registration order within one
+    assert r.headers["X-Before"] == "gate, outer, outer2, inner"
+    assert r.headers["X-After"] == "inner, outer2, outer, gate"
+    # a 404 passes through the middleware too
+    assert s.get("/nope").headers["X-Before"] == "gate, outer, outer2, inner"
+
+
+def test_middleware_can_answer_by_itself(spawn, tmp_path):
+    s = spawn(workers=1, args=["--plugins-dir", folder(tmp_path, "mw", hello=True)])
+    r = s.get("/plaintext", headers={"X-Block": "1"})
+    assert r.status_code == 403
+    assert r.headers["Content-Type"] == "application/problem+json"
+    assert r.headers["X-Before"] == "gate"       # the others never ran
+    assert r.headers["X-After"] == "gate"        # and only what ran is unwound
+
+
+def test_probes_bypass_middleware(spawn, tmp_path):
+    s = spawn(workers=1, args=["--plugins-dir", folder(tmp_path, "mw")])
+    for path in ("/health", "/ready"):
+        r = s.get(path, headers={"X-Block": "1"})
+        assert r.status_code == 200 and "X-Before" not in r.headers
+
+
+def test_worker_hooks_run_in_every_worker(spawn, tmp_path):
+    record = tmp_path / "record"
+    s = spawn(workers=2, args=["--plugins-dir", folder(tmp_path, "hooks", hello=True)],
+              env={"NEXUS_PLUGINS_HOOKS_FILE": str(record)})
+    pids = set(s.worker_pids())
+    assert len(pids) == 2
+    starts = {int(line.split()[1]) for line in record.read_text().splitlines()
+              if line.startswith("start")}
+    assert starts == pids
+    s.stop()
+    stops = {int(line.split()[1]) for line in record.read_text().splitlines()
+             if line.startswith("stop")}
+    assert stops == pids
