@@ -80,9 +80,11 @@ $(BIN): $(BUILD)/obj/src/cli/main.o $(LIB)
 	$(CC) $(ALL_CFLAGS) -rdynamic -o $@ $< -Wl,--whole-archive $(LIB) -Wl,--no-whole-archive \
 	    $(LDFLAGS) $(LDLIBS)
 
+# A bundled plugin that needs libraries names them in plugins/NAME/libs (pkg-config names).
 $(BUILD)/plugins/%.so: plugins/%/*.c include/nexus/*.h
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -fPIC -shared -o $@ $(filter %.c,$^)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -fPIC -shared -o $@ $(filter %.c,$^) \
+	    $(if $(wildcard plugins/$*/libs),$(shell pkg-config --cflags --libs $$(cat plugins/$*/libs)))
 
 $(BUILD)/test-plugins/%.so: tests/plugins/%/*.c include/nexus/*.h
 	@mkdir -p $(@D)
