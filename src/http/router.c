@@ -62,20 +62,23 @@ static void node_free(node *n)
     free(n->seg);
 }
 
+static void endpoint_free(endpoint *e)
+{
+    for (size_t j = 0; j < e->nnames; j++)
+        free(e->names[j]);
+    free((char *)e->info.method);
+    free((char *)e->info.pattern);
+    free((char *)e->info.owner);
+    free(e);
+}
+
 void nx_router_free(nx_router *r)
 {
     if (!r)
         return;
     node_free(&r->root);
-    for (size_t i = 0; i < r->nall; i++) {
-        endpoint *e = r->all[i];
-        for (size_t j = 0; j < e->nnames; j++)
-            free(e->names[j]);
-        free((char *)e->info.method);
-        free((char *)e->info.pattern);
-        free((char *)e->info.owner);
-        free(e);
-    }
+    for (size_t i = 0; i < r->nall; i++)
+        endpoint_free(r->all[i]);
     free(r->all);
     free(r);
 }
@@ -468,16 +471,10 @@ void nx_router_remove_owner(nx_router *r, const char *owner)
     size_t kept = 0;
     for (size_t i = 0; i < r->nall; i++) {
         endpoint *e = r->all[i];
-        if (strcmp(e->info.owner, owner) != 0) {
+        if (strcmp(e->info.owner, owner) != 0)
             r->all[kept++] = e;
-            continue;
-        }
-        for (size_t j = 0; j < e->nnames; j++)
-            free(e->names[j]);
-        free((char *)e->info.method);
-        free((char *)e->info.pattern);
-        free((char *)e->info.owner);
-        free(e);
+        else
+            endpoint_free(e);
     }
     r->nall = kept;
 }
