@@ -284,6 +284,17 @@ typedef struct walk {
     size_t nvals;
 } walk;
 
+static const node *walk_node(const node *n, const char *p, const char *end, walk *w);
+
+/* Continues below child: the node matching the rest of the path (after slash), or NULL. */
+static const node *descend(const node *child, const char *slash, const char *end, walk *w)
+{
+    if (slash)
+        return walk_node(child, slash + 1, end, w);
+    bool usable = child->neps && (w->any_method || find_method(child, w->method, w->method_len));
+    return usable ? child : NULL;
+}
+
 /* Matches segment [p, end) and the rest of the path below n. */
 static const node *walk_node(const node *n, const char *p, const char *end, walk *w)
 {
@@ -292,43 +303,34 @@ static const node *walk_node(const node *n, const char *p, const char *end, walk
     size_t len = (size_t)(se - p);
     const node *found;
 
-#define DESCEND(child)                                                                        \
-    do {                                                                                      \
-        if (!slash) {                                                                         \
-            if ((child)->neps && (w->any_method || find_method((child), w->method,           \
-                                                               w->method_len)))               \
-                return (child);                                                               \
-        } else if ((found = walk_node((child), slash + 1, end, w)) != NULL) {                 \
-            return found;                                                                     \
-        }                                                                                     \
-    } while (0)
-
     for (size_t i = 0; i < n->nlit; i++) {
         const node *c = n->lit[i];
         if (c->seg_len == len && memcmp(c->seg, p, len) == 0) {
-            DESCEND(c);
+            if ((found = descend(c, slash, end, w)) != NULL)
+                return found;
             break;
         }
     }
+    if (w->nvals == NX_MAX_PARAMS)
+        return NULL;
     size_t saved = w->nvals;
-    if (w->nvals < NX_MAX_PARAMS) {
-        if (n->p_int && is_int_seg(p, len)) {
-            w->vals[w->nvals++] = (nx_str){p, len};
-            DESCEND(n->p_int);
-            w->nvals = saved;
-        }
-        if (n->p_any && len > 0) {
-            w->vals[w->nvals++] = (nx_str){p, len};
-            DESCEND(n->p_any);
-            w->nvals = saved;
-        }
-        if (n->wild && n->wild->neps &&
-            (w->any_method || find_method(n->wild, w->method, w->method_len))) {
-            w->vals[w->nvals++] = (nx_str){p, (size_t)(end - p)};
-            return n->wild;
-        }
+    if (n->p_int && is_int_seg(p, len)) {
+        w->vals[w->nvals++] = (nx_str){p, len};
+        if ((found = descend(n->p_int, slash, end, w)) != NULL)
+            return found;
+        w->nvals = saved;
     }
-#undef DESCEND
+    if (n->p_any && len > 0) {
+        w->vals[w->nvals++] = (nx_str){p, len};
+        if ((found = descend(n->p_any, slash, end, w)) != NULL)
+            return found;
+        w->nvals = saved;
+    }
+    if (n->wild && n->wild->neps &&
+        (w->any_method || find_method(n->wild, w->method, w->method_len))) {
+        w->vals[w->nvals++] = (nx_str){p, (size_t)(end - p)};
+        return n->wild;
+    }
     return NULL;
 }
 
