@@ -3,6 +3,7 @@
 import os
 import socket
 import subprocess
+import tempfile
 import time
 
 from conftest import NEXUS_BIN, PLUGINS_DIR, free_port, wait_for
@@ -52,8 +53,9 @@ def _run_bad(args, timeout=8, env=None):
     e.update(env or {})
     cmd = [NEXUS_BIN, "serve", "--host", "127.0.0.1", "--plugins-dir", PLUGINS_DIR,
            "--access-log", "off"] + args
+    # Outside the repository: plugins may create files (todo's database) where they start.
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=e,
-                         start_new_session=True)
+                         start_new_session=True, cwd=tempfile.gettempdir())
     try:
         out, err = p.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
