@@ -7,7 +7,7 @@ set -euo pipefail
 profile=${1:-test}
 
 build=(gcc make pkg-config libc6-dev libjansson-dev libyaml-dev libsqlite3-dev)
-test=(libcriterion-dev python3 python3-pytest python3-requests python3-jsonschema python3-yaml curl clang)
+test=(libcriterion-dev python3 python3-pytest python3-requests python3-jsonschema python3-yaml curl clang clang-format)
 bench=(wrk nginx-light curl python3 util-linux)
 
 case "$profile" in

@@ -48,7 +48,7 @@ typedef struct nx_plugin_setting {
     nx_setting_type type;
     const char *def; /* default, as it would be written in the file */
     const char *help;
-    bool secret;     /* never printed */
+    bool secret; /* never printed */
 } nx_plugin_setting;
 
 typedef struct nx_plugin_desc {
@@ -117,7 +117,7 @@ bool nx_plugin_config_bool(const nx_plugin *p, const char *name);
 uint64_t nx_plugin_config_ms(const nx_plugin *p, const char *name);
 uint64_t nx_plugin_config_size(const nx_plugin *p, const char *name);
 
-#define NEXUS_PLUGIN(name_, version_, init_, fini_)                                           \
+#define NEXUS_PLUGIN(name_, version_, init_, fini_)                                                \
     NEXUS_PLUGIN_WITH_SETTINGS(name_, version_, init_, fini_, NULL)
 
 /*
@@ -131,14 +131,14 @@ uint64_t nx_plugin_config_size(const nx_plugin *p, const char *name);
 #define NX_PLUGIN_ABI .abi_version = NX_ABI_VERSION
 
 /* As NEXUS_PLUGIN, for a plugin with settings (an nx_plugin_setting array). */
-#define NEXUS_PLUGIN_WITH_SETTINGS(name_, version_, init_, fini_, settings_)                  \
-    const nx_plugin_desc nexus_plugin = {                                                     \
-        .abi_version = NX_ABI_VERSION,                                                        \
-        .name = (name_),                                                                      \
-        .version = (version_),                                                                \
-        .init = (init_),                                                                      \
-        .fini = (fini_),                                                                      \
-        .settings = (settings_),                                                              \
+#define NEXUS_PLUGIN_WITH_SETTINGS(name_, version_, init_, fini_, settings_)                       \
+    const nx_plugin_desc nexus_plugin = {                                                          \
+        .abi_version = NX_ABI_VERSION,                                                             \
+        .name = (name_),                                                                           \
+        .version = (version_),                                                                     \
+        .init = (init_),                                                                           \
+        .fini = (fini_),                                                                           \
+        .settings = (settings_),                                                                   \
     }
 
 #endif

@@ -139,8 +139,8 @@ static const setting schema[] = {
     /* logging */
     {"logging.access_log", K_STR, "stdout", NOLIM, F_FLAG,
      "access log: off, stdout or a file path"},
-    {"logging.level", K_ENUM, "info", 0, 0, "debug|info|warn|error", F_FLAG,
-     "error log level", "--log-level"},
+    {"logging.level", K_ENUM, "info", 0, 0, "debug|info|warn|error", F_FLAG, "error log level",
+     "--log-level"},
 
     /* static files */
     {"static.dir", K_STR, "static", NOLIM, 0, "folder served under static.url"},
@@ -150,8 +150,7 @@ static const setting schema[] = {
 
     /* plugins */
     {"plugins.dir", K_STR, "", NOLIM, F_FLAG,
-     "folders of plugins, separated by ':' (default: plugins beside the binary)",
-     "--plugins-dir"},
+     "folders of plugins, separated by ':' (default: plugins beside the binary)", "--plugins-dir"},
     {"plugins.enabled", K_LIST, "", NOLIM, 0, "load only these plugins (default: all)"},
     {"plugins.strict", K_BOOL, "true", NOLIM, 0, "a plugin that fails to load stops start-up"},
 };
@@ -220,7 +219,8 @@ static size_t distance(const char *a, const char *b)
         row[0] = i;
         for (size_t j = 1; j <= lb; j++) {
             size_t cur = row[j];
-            size_t sub = prev + (tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]));
+            size_t sub =
+                prev + (tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]));
             size_t best = row[j] + 1 < row[j - 1] + 1 ? row[j] + 1 : row[j - 1] + 1;
             row[j] = sub < best ? sub : best;
             prev = cur;
@@ -291,8 +291,7 @@ static bool check(const setting *s, const char *val, char *err, size_t errlen)
 {
     switch (s->kind) {
     case K_STR:
-    case K_LIST:
-        return true;
+    case K_LIST: return true;
     case K_BOOL: {
         bool b;
         if (parse_bool(val, &b))
@@ -330,7 +329,8 @@ static bool check(const setting *s, const char *val, char *err, size_t errlen)
         uint64_t b;
         if (nx_parse_size(val, &b) == 0 && b >= (uint64_t)s->min && b <= (uint64_t)s->max)
             return true;
-        snprintf(err, errlen, "expected a size such as 8k, 100M or 1g (%lld to %lld bytes), got '%s'",
+        snprintf(err, errlen,
+                 "expected a size such as 8k, 100M or 1g (%lld to %lld bytes), got '%s'",
                  (long long)s->min, (long long)s->max, val);
         return false;
     }
@@ -527,8 +527,9 @@ static int load_file(nx_config *cfg, const char *path)
         }
         if (section || e->is_map) {
             fprintf(stderr, "nexus: %s: '%s' %s\n", source, e->key,
-                    section ? "is a section: expected keys under it, not a value"
-                            : (i >= 0 ? "expects a value, not a mapping" : "is not a known section"));
+                    section
+                        ? "is a section: expected keys under it, not a value"
+                        : (i >= 0 ? "expects a value, not a mapping" : "is not a known section"));
             rc = NX_ERR;
             break;
         }
@@ -868,22 +869,29 @@ static int check_production(const nx_config *cfg)
     const char *src = "";
     if (cfg->debug) {
         nx_config_get(cfg, "app.debug", &src);
-        fprintf(stderr, "nexus: %s: app.debug is true, which production refuses "
-                        "(app.environment is production, from %s)\n", src, prod);
+        fprintf(stderr,
+                "nexus: %s: app.debug is true, which production refuses "
+                "(app.environment is production, from %s)\n",
+                src, prod);
         return NX_ERR;
     }
     const char *secret = nx_config_get(cfg, "auth.jwt_secret", &src);
-    static const char *const placeholders[] = {"changeme", "change-me", "secret", "password",
+    static const char *const placeholders[] = {"changeme",        "change-me",
+                                               "secret",          "password",
                                                "your-secret-key", "<base64-encoded-secret>"};
     bool placeholder = false;
     for (size_t i = 0; i < NX_ARRAY_LEN(placeholders); i++)
         if (strcasecmp(secret, placeholders[i]) == 0)
             placeholder = true;
     if (strlen(secret) < 32 || placeholder) {
-        fprintf(stderr, "nexus: %s: auth.jwt_secret is %s; production (app.environment, from "
-                        "%s) needs a random secret of 32 bytes or more "
-                        "(NEXUS_AUTH_JWT_SECRET_FILE reads it from a file)\n",
-                src, !*secret ? "not set" : placeholder ? "a placeholder" : "shorter than 32 bytes",
+        fprintf(stderr,
+                "nexus: %s: auth.jwt_secret is %s; production (app.environment, from "
+                "%s) needs a random secret of 32 bytes or more "
+                "(NEXUS_AUTH_JWT_SECRET_FILE reads it from a file)\n",
+                src,
+                !*secret      ? "not set"
+                : placeholder ? "a placeholder"
+                              : "shorter than 32 bytes",
                 prod);
         return NX_ERR;
     }
@@ -900,8 +908,9 @@ static int check_production(const nx_config *cfg)
         o += strcspn(o, ",");
     }
     if (creds && any_origin) {
-        fprintf(stderr, "nexus: %s: security.cors_origins allows any origin together with "
-                        "credentials, which production refuses (app.environment, from %s)\n",
+        fprintf(stderr,
+                "nexus: %s: security.cors_origins allows any origin together with "
+                "credentials, which production refuses (app.environment, from %s)\n",
                 src, prod);
         return NX_ERR;
     }
@@ -946,8 +955,10 @@ int nx_config_load(nx_config *cfg, int argc, char **argv, int first)
     if (cfg->http.limits.max_head < cfg->http.limits.max_field) {
         const char *src = "";
         nx_config_get(cfg, "server.max_header_size", &src);
-        fprintf(stderr, "nexus: %s: server.max_header_size must be at least "
-                        "server.large_client_header_buffer\n", src);
+        fprintf(stderr,
+                "nexus: %s: server.max_header_size must be at least "
+                "server.large_client_header_buffer\n",
+                src);
         return NX_ERR;
     }
     return check_production(cfg);
@@ -1045,7 +1056,8 @@ static const char *kind_name(enum kind k)
 void nx_config_schema_json(FILE *out)
 {
     json_t *root = json_object();
-    json_object_set_new(root, "$schema", json_string("https://json-schema.org/draft/2020-12/schema"));
+    json_object_set_new(root, "$schema",
+                        json_string("https://json-schema.org/draft/2020-12/schema"));
     json_object_set_new(root, "title", json_string("Nexus configuration file"));
     json_object_set_new(root, "type", json_string("object"));
     json_object_set_new(root, "additionalProperties", json_false());
@@ -1079,16 +1091,12 @@ void nx_config_schema_json(FILE *out)
                  alias ? st->key : "", env);
         json_object_set_new(d, "description", json_string(desc));
         switch (st->kind) {
-        case K_STR:
-            json_object_set_new(d, "type", json_string("string"));
-            break;
+        case K_STR: json_object_set_new(d, "type", json_string("string")); break;
         case K_LIST:
             json_object_set_new(d, "type", json_pack("[s, s]", "string", "array"));
             json_object_set_new(d, "items", json_pack("{s:s}", "type", "string"));
             break;
-        case K_BOOL:
-            json_object_set_new(d, "type", json_string("boolean"));
-            break;
+        case K_BOOL: json_object_set_new(d, "type", json_string("boolean")); break;
         case K_INT:
             json_object_set_new(d, "type", json_string("integer"));
             json_object_set_new(d, "minimum", json_integer(st->min));
@@ -1147,8 +1155,10 @@ void nx_config_docs(FILE *out)
         if (sl != section_len || strncmp(st->key, section, sl) != 0) {
             section = st->key;
             section_len = sl;
-            fprintf(out, "\n## %.*s\n\n| key | type | default | variable | flag | meaning |\n"
-                         "| --- | --- | --- | --- | --- | --- |\n", (int)sl, st->key);
+            fprintf(out,
+                    "\n## %.*s\n\n| key | type | default | variable | flag | meaning |\n"
+                    "| --- | --- | --- | --- | --- | --- |\n",
+                    (int)sl, st->key);
         }
         char env[96], flag[64] = "";
         env_name(st->key, env, sizeof(env));
@@ -1167,8 +1177,7 @@ void nx_config_docs(FILE *out)
                 }
             }
             snprintf(type + n, sizeof(type) - n, "`");
-        }
-        else if (st->kind == K_INT)
+        } else if (st->kind == K_INT)
             snprintf(type, sizeof(type), "integer %lld..%lld", (long long)st->min,
                      (long long)st->max);
         else

@@ -26,7 +26,7 @@
 
 /* A value for a plugin's setting, kept for the plugin loader to check and claim. */
 typedef struct nx_config_extra {
-    char *key;    /* "plugins.todo.page_size", or the variable's name "NEXUS_PLUGINS_..." */
+    char *key; /* "plugins.todo.page_size", or the variable's name "NEXUS_PLUGINS_..." */
     char *value;
     char *source; /* file:line or "environment NAME" */
 } nx_config_extra;

@@ -23,11 +23,11 @@
 typedef struct walker {
     const char *path;
     nx_yaml_doc *doc;
-    char *keys[MAX_DEPTH]; /* key of each open mapping level; NULL while awaiting a key */
-    int lines[MAX_DEPTH];  /* where each open mapping started */
+    char *keys[MAX_DEPTH];   /* key of each open mapping level; NULL while awaiting a key */
+    int lines[MAX_DEPTH];    /* where each open mapping started */
     int children[MAX_DEPTH]; /* values seen in each open mapping */
-    int depth;             /* open mappings */
-    char *seq;             /* sequence being joined, or NULL */
+    int depth;               /* open mappings */
+    char *seq;               /* sequence being joined, or NULL */
     int seq_line;
     char *err;
     size_t errlen;
@@ -160,13 +160,15 @@ static bool on_event(walker *w, const yaml_event_t *ev)
 {
     int line = (int)ev->start_mark.line + 1;
     bool want_key = w->depth > 0 && w->keys[w->depth - 1] == NULL;
-    const yaml_char_t *anchor = ev->type == YAML_SCALAR_EVENT           ? ev->data.scalar.anchor
-                                : ev->type == YAML_MAPPING_START_EVENT  ? ev->data.mapping_start.anchor
-                                : ev->type == YAML_SEQUENCE_START_EVENT ? ev->data.sequence_start.anchor
-                                                                        : NULL;
+    const yaml_char_t *anchor =
+        ev->type == YAML_SCALAR_EVENT           ? ev->data.scalar.anchor
+        : ev->type == YAML_MAPPING_START_EVENT  ? ev->data.mapping_start.anchor
+        : ev->type == YAML_SEQUENCE_START_EVENT ? ev->data.sequence_start.anchor
+                                                : NULL;
     if (anchor) {
-        snprintf(w->err, w->errlen, "%s:%d: YAML anchors and aliases are not supported in config files",
-                 w->path, line);
+        snprintf(w->err, w->errlen,
+                 "%s:%d: YAML anchors and aliases are not supported in config files", w->path,
+                 line);
         return false;
     }
     switch (ev->type) {
@@ -215,8 +217,8 @@ static bool on_event(walker *w, const yaml_event_t *ev)
     }
     case YAML_SEQUENCE_START_EVENT:
         if (w->seq || w->depth == 0 || want_key) {
-            snprintf(w->err, w->errlen, "%s:%d: a list is only allowed as a key's value",
-                     w->path, line);
+            snprintf(w->err, w->errlen, "%s:%d: a list is only allowed as a key's value", w->path,
+                     line);
             return false;
         }
         w->seq = nx_xstrdup("");
@@ -230,8 +232,7 @@ static bool on_event(walker *w, const yaml_event_t *ev)
         return true;
     case YAML_MAPPING_START_EVENT:
         if (w->seq) {
-            snprintf(w->err, w->errlen, "%s:%d: a list may only hold plain values", w->path,
-                     line);
+            snprintf(w->err, w->errlen, "%s:%d: a list may only hold plain values", w->path, line);
             return false;
         }
         if (want_key) {
@@ -257,8 +258,7 @@ static bool on_event(walker *w, const yaml_event_t *ev)
             w->keys[w->depth - 1] = NULL;
         }
         return true;
-    default:
-        return true;
+    default: return true;
     }
 }
 

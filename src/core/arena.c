@@ -34,8 +34,8 @@ struct nx_arena {
     block *head;       /* block being filled; the chain ends with first */
     cleanup *cleanups; /* newest first */
     size_t block_size;
-    size_t total;      /* bytes handed out since reset */
-    block first;       /* must stay last: its data[] runs to the end of the allocation */
+    size_t total; /* bytes handed out since reset */
+    block first;  /* must stay last: its data[] runs to the end of the allocation */
 };
 
 nx_arena *nx_arena_new(size_t block_size)

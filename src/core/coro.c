@@ -38,9 +38,9 @@ struct nx_coro {
     struct nx_ctx *caller;
     nx_coro_fn fn;
     void *arg;
-    void *map;      /* whole mapping: guard page + stack */
+    void *map; /* whole mapping: guard page + stack */
     size_t map_len;
-    void *stack;    /* usable stack base (above the guard) */
+    void *stack; /* usable stack base (above the guard) */
     size_t stack_len;
     bool done;
     nx_coro *next_free;
@@ -76,8 +76,8 @@ static nx_coro *stack_new(void)
 {
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
     size_t len = stack_size + page;
-    void *map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                     -1, 0);
+    void *map =
+        mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (map == MAP_FAILED)
         nx_oom();
     /* The stack grows down: the guard page is the lowest page of the mapping. */

@@ -49,11 +49,11 @@ void nx_log_at(nx_log_level level, const char *file, int line, const char *fmt, 
     gmtime_r(&tv.tv_sec, &tm);
     const char *base = strrchr(file, '/');
     base = base ? base + 1 : file;
-    int n = snprintf(buf, sizeof(buf),
-                     "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03dZ level=%s pid=%d role=%s src=%s:%d msg=\"",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                     tm.tm_sec, (int)(tv.tv_usec / 1000), level_names[level], (int)getpid(),
-                     log_role, base, line);
+    int n =
+        snprintf(buf, sizeof(buf),
+                 "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03dZ level=%s pid=%d role=%s src=%s:%d msg=\"",
+                 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                 (int)(tv.tv_usec / 1000), level_names[level], (int)getpid(), log_role, base, line);
     char msg[1536];
     va_list ap;
     va_start(ap, fmt);

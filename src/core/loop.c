@@ -215,7 +215,8 @@ int nx_loop_run(nx_loop *loop)
         int timeout = -1;
         if (loop->nheap) {
             uint64_t when = loop->heap[0]->when;
-            timeout = when <= loop->now ? 0 : (int)(when - loop->now > 60000 ? 60000 : when - loop->now);
+            timeout =
+                when <= loop->now ? 0 : (int)(when - loop->now > 60000 ? 60000 : when - loop->now);
         }
         int n = epoll_wait(loop->epfd, events, MAX_EVENTS, timeout);
         if (n < 0 && errno != EINTR)

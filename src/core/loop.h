@@ -27,8 +27,8 @@ struct nx_io {
 };
 
 struct nx_timer {
-    uint64_t when;   /* expiry, monotonic ms */
-    size_t heap_idx; /* position in the heap + 1; 0 when not armed */
+    uint64_t when;     /* expiry, monotonic ms */
+    size_t heap_idx;   /* position in the heap + 1; 0 when not armed */
     uint64_t armed_in; /* loop iteration that armed it */
     nx_timer_fn cb;
 };

@@ -113,9 +113,18 @@ int nx_parse_size(const char *s, uint64_t *bytes)
     uint64_t mult = 1;
     switch (tolower((unsigned char)*end)) {
     case '\0': break;
-    case 'k': mult = 1024ull; end++; break;
-    case 'm': mult = 1024ull * 1024; end++; break;
-    case 'g': mult = 1024ull * 1024 * 1024; end++; break;
+    case 'k':
+        mult = 1024ull;
+        end++;
+        break;
+    case 'm':
+        mult = 1024ull * 1024;
+        end++;
+        break;
+    case 'g':
+        mult = 1024ull * 1024 * 1024;
+        end++;
+        break;
     default: return -1;
     }
     if (*end == 'b' || *end == 'B')

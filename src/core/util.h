@@ -15,10 +15,10 @@
 #define NX_UNLIKELY(x) __builtin_expect(!!(x), 0)
 
 /* Invariants: stays on in release builds; a broken one kills this worker, not the server. */
-#define NX_ASSERT(cond)                                                                       \
-    do {                                                                                      \
-        if (NX_UNLIKELY(!(cond)))                                                             \
-            nx_assert_fail(#cond, __FILE__, __LINE__);                                        \
+#define NX_ASSERT(cond)                                                                            \
+    do {                                                                                           \
+        if (NX_UNLIKELY(!(cond)))                                                                  \
+            nx_assert_fail(#cond, __FILE__, __LINE__);                                             \
     } while (0)
 
 _Noreturn void nx_assert_fail(const char *cond, const char *file, int line);

@@ -45,9 +45,9 @@ struct nx_req {
     nx_arena *arena;
     const char *method; /* NUL-terminated */
     size_t method_len;
-    const char *path;   /* NUL-terminated */
+    const char *path; /* NUL-terminated */
     size_t path_len;
-    const char *query;  /* NUL-terminated, "" when absent */
+    const char *query; /* NUL-terminated, "" when absent */
     nx_str target;
     int version;
     nx_header *headers;
@@ -60,7 +60,7 @@ struct nx_req {
     uint64_t deadline; /* monotonic ms: waits end with NX_ERR after it */
     bool is_head;
     bool timed_out;
-    void *loop;        /* nx_loop of the worker running it */
+    void *loop; /* nx_loop of the worker running it */
     const nx_router *router;
     nx_res res;
 };

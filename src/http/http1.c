@@ -53,24 +53,24 @@ typedef struct nx_conn {
     struct nx_conn *prev, *next;
     nx_buf *in;
     nx_buf *out;
-    nx_buf *head;       /* holds the head of a request whose body is still arriving */
-    nx_buf *body;       /* body bytes when they did not all arrive with the head */
-    nx_req *req;        /* the request being read or run */
-    nx_coro *coro;      /* its coroutine while parked */
+    nx_buf *head;  /* holds the head of a request whose body is still arriving */
+    nx_buf *body;  /* body bytes when they did not all arrive with the head */
+    nx_req *req;   /* the request being read or run */
+    nx_coro *coro; /* its coroutine while parked */
     nx_h1_chunked chunked;
     uint64_t body_left; /* Content-Length bytes still to read */
     uint64_t since;     /* when the current timeout's clock started */
     int file_fd;        /* file being sent after out drains, -1 if none */
     uint64_t file_off, file_left;
     uint8_t state;
-    bool readable;      /* edge seen and not yet read to EAGAIN */
+    bool readable; /* edge seen and not yet read to EAGAIN */
     bool writable;
-    bool want_close;    /* close once the output is written */
-    bool keep_alive;    /* of the request being read or run */
-    bool in_process;    /* guards process() against re-entry */
-    bool is_chunked;    /* the body being read is chunked */
-    bool head_started;  /* bytes of a new head have arrived */
-    bool orphan;        /* closed while its handler was parked; freed when it ends */
+    bool want_close;   /* close once the output is written */
+    bool keep_alive;   /* of the request being read or run */
+    bool in_process;   /* guards process() against re-entry */
+    bool is_chunked;   /* the body being read is chunked */
+    bool head_started; /* bytes of a new head have arrived */
+    bool orphan;       /* closed while its handler was parked; freed when it ends */
     union {
         struct sockaddr sa;
         struct sockaddr_in in4;
@@ -188,7 +188,6 @@ void nx_http_conn_open(nx_http_ctx *ctx, int fd, const struct sockaddr *peer, so
     c->readable = true;
     process(c);
 }
-
 
 static void release_request(nx_conn *c)
 {

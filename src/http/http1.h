@@ -38,10 +38,10 @@ typedef struct nx_http_ctx {
     void (*on_close)(void *arg); /* a connection was closed (frees a slot) */
     void *arg;
     /* state, owned by http1.c */
-    struct nx_conn *conns;  /* every open connection */
+    struct nx_conn *conns;   /* every open connection */
     struct nx_conn *zombies; /* closed in this iteration, freed at its end */
     size_t nconns;
-    size_t inflight;        /* requests whose handler has not finished */
+    size_t inflight; /* requests whose handler has not finished */
     bool draining;
 } nx_http_ctx;
 

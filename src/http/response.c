@@ -91,8 +91,8 @@ static bool has_crlf(const char *s)
  * could make the server's own framing lie (a response-splitting vector). */
 static bool is_framing_header(const char *name)
 {
-    return strcasecmp(name, "Content-Length") == 0 ||
-           strcasecmp(name, "Transfer-Encoding") == 0 || strcasecmp(name, "Connection") == 0;
+    return strcasecmp(name, "Content-Length") == 0 || strcasecmp(name, "Transfer-Encoding") == 0 ||
+           strcasecmp(name, "Connection") == 0;
 }
 
 int nx_res_header(nx_res *res, const char *name, const char *value)
@@ -211,15 +211,24 @@ static const char *content_type_for(const char *path)
     static const struct {
         const char *ext, *type;
     } types[] = {
-        {"html", "text/html; charset=utf-8"}, {"htm", "text/html; charset=utf-8"},
-        {"css", "text/css; charset=utf-8"},   {"js", "text/javascript; charset=utf-8"},
-        {"json", "application/json"},         {"txt", "text/plain; charset=utf-8"},
-        {"svg", "image/svg+xml"},             {"png", "image/png"},
-        {"jpg", "image/jpeg"},                {"jpeg", "image/jpeg"},
-        {"gif", "image/gif"},                 {"webp", "image/webp"},
-        {"ico", "image/x-icon"},              {"woff2", "font/woff2"},
-        {"woff", "font/woff"},                {"pdf", "application/pdf"},
-        {"xml", "application/xml"},           {"wasm", "application/wasm"},
+        {"html", "text/html; charset=utf-8"},
+        {"htm", "text/html; charset=utf-8"},
+        {"css", "text/css; charset=utf-8"},
+        {"js", "text/javascript; charset=utf-8"},
+        {"json", "application/json"},
+        {"txt", "text/plain; charset=utf-8"},
+        {"svg", "image/svg+xml"},
+        {"png", "image/png"},
+        {"jpg", "image/jpeg"},
+        {"jpeg", "image/jpeg"},
+        {"gif", "image/gif"},
+        {"webp", "image/webp"},
+        {"ico", "image/x-icon"},
+        {"woff2", "font/woff2"},
+        {"woff", "font/woff"},
+        {"pdf", "application/pdf"},
+        {"xml", "application/xml"},
+        {"wasm", "application/wasm"},
     };
     const char *slash = strrchr(path, '/');
     const char *dot = strrchr(slash ? slash : path, '.');

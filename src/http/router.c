@@ -418,8 +418,8 @@ static void build_allow(const nx_router *r, const char *path, size_t path_len, c
 }
 
 enum nx_match_result nx_router_match(const nx_router *r, const char *method, size_t method_len,
-                                     const char *path, size_t path_len, nx_match *m,
-                                     char *allow, size_t allow_len)
+                                     const char *path, size_t path_len, nx_match *m, char *allow,
+                                     size_t allow_len)
 {
     if (path_len == 0 || path[0] != '/')
         return NX_MATCH_NOT_FOUND;

@@ -26,7 +26,7 @@ typedef struct nx_param {
 typedef struct nx_route_info {
     const char *method; /* "GET", or "*" for any */
     const char *pattern;
-    const char *owner;  /* plugin name, or "nexus" for built-in routes */
+    const char *owner; /* plugin name, or "nexus" for built-in routes */
     int flags;
 } nx_route_info;
 
@@ -62,8 +62,8 @@ int nx_router_add(nx_router *r, const char *method, const char *pattern, nx_hand
  * allow_len.
  */
 enum nx_match_result nx_router_match(const nx_router *r, const char *method, size_t method_len,
-                                     const char *path, size_t path_len, nx_match *m,
-                                     char *allow, size_t allow_len);
+                                     const char *path, size_t path_len, nx_match *m, char *allow,
+                                     size_t allow_len);
 
 /* Removes every route registered with owner (a plugin whose init failed). */
 void nx_router_remove_owner(nx_router *r, const char *owner);

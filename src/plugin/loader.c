@@ -206,8 +206,10 @@ static int discover_one(load_ctx *lc, const char *path)
     if (!d) {
         problem = "no 'nexus_plugin' descriptor (declare it with NEXUS_PLUGIN)";
     } else if (d->abi_version != NX_ABI_VERSION) {
-        snprintf(buf, sizeof(buf), "built for plugin ABI %d, this server has ABI %d; rebuild "
-                 "it against these headers", d->abi_version, NX_ABI_VERSION);
+        snprintf(buf, sizeof(buf),
+                 "built for plugin ABI %d, this server has ABI %d; rebuild "
+                 "it against these headers",
+                 d->abi_version, NX_ABI_VERSION);
         problem = buf;
     } else if (!d->name || !*d->name || !d->init) {
         problem = "its descriptor needs a name and an init function";
@@ -334,13 +336,12 @@ static int order(load_ctx *lc)
 {
     for (size_t i = 0; i < nplugins; i++) {
         nx_plugin *p = plugins[i];
-        for (const char *const *d = p->desc->depends; p->state == NX_PLUGIN_FOUND && d && *d;
-             d++) {
+        for (const char *const *d = p->desc->depends; p->state == NX_PLUGIN_FOUND && d && *d; d++) {
             nx_plugin *dep = find_plugin(*d);
             if (!dep || dep->state == NX_PLUGIN_SKIPPED) {
                 if (failure(lc, p, "plugin %s (%s) depends on '%s', which %s", p->desc->name,
-                            p->path, *d, dep ? "is not loaded" : "is in no plugins folder") !=
-                    NX_OK)
+                            p->path, *d,
+                            dep ? "is not loaded" : "is in no plugins folder") != NX_OK)
                     return NX_ERR;
                 i = (size_t)-1; /* a skip may strand others: check everything again */
                 break;
@@ -469,8 +470,11 @@ int nx_plugins_load(const char *dirs, const nx_config *cfg, nx_router *router, b
                     char *err, size_t errlen)
 {
     const char *strict = nx_config_get(cfg, "plugins.strict", NULL);
-    load_ctx lc = {.cfg = cfg, .router = router, .fresh = fresh,
-                   .strict = !strict || strcmp(strict, "false") != 0, .err = err,
+    load_ctx lc = {.cfg = cfg,
+                   .router = router,
+                   .fresh = fresh,
+                   .strict = !strict || strcmp(strict, "false") != 0,
+                   .err = err,
                    .errlen = errlen};
     bool *claimed = nx_xcalloc(cfg->nextras ? cfg->nextras : 1, sizeof(bool));
     char *copy = nx_xstrdup(dirs);
@@ -501,8 +505,9 @@ const char *nx_plugin_state_name(const nx_plugin *p, const char **why)
 {
     if (why)
         *why = p->why;
-    return p->state == NX_PLUGIN_LOADED ? "loaded" : p->state == NX_PLUGIN_SKIPPED ? "skipped"
-                                                                                    : "found";
+    return p->state == NX_PLUGIN_LOADED    ? "loaded"
+           : p->state == NX_PLUGIN_SKIPPED ? "skipped"
+                                           : "found";
 }
 
 const char *nx_plugin_path(const nx_plugin *p)

@@ -17,11 +17,11 @@ struct nx_plugin {
     const nx_plugin_desc *desc;
     char *path;
     void *handle;
-    int copy_fd;  /* the private copy it was opened from, or -1 */
+    int copy_fd; /* the private copy it was opened from, or -1 */
     nx_router *router;
     enum nx_plugin_state state;
-    char *why;    /* why it was skipped */
-    int failed;   /* a registration inside init failed */
+    char *why;     /* why it was skipped */
+    int failed;    /* a registration inside init failed */
     char **values; /* one per declared setting, checked */
     size_t nvalues;
     nx_worker_start_fn worker_start;

@@ -167,4 +167,3 @@ int nx_plugin_settings_unclaimed(const nx_config *cfg, const bool *claimed,
     }
     return NX_OK;
 }
-

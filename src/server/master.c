@@ -35,11 +35,11 @@ enum wstate { W_STARTING, W_READY, W_DRAINING };
 
 typedef struct wproc {
     pid_t pid;
-    int fd;           /* read end of its notify pipe; -1 once closed */
+    int fd; /* read end of its notify pipe; -1 once closed */
     int gen;
     enum wstate state;
     uint64_t started;
-    pid_t replaces;   /* a recycling worker this one takes over from, once ready */
+    pid_t replaces; /* a recycling worker this one takes over from, once ready */
 } wproc;
 
 enum mstate { M_RUNNING, M_STOP_DELAY, M_STOPPING };
@@ -55,9 +55,9 @@ typedef struct master {
     size_t nw;
     bool reloading;
     uint64_t reload_deadline;
-    uint64_t stop_at;       /* end of the shutdown delay */
-    uint64_t kill_at;       /* stragglers are killed after this */
-    int respawns;           /* workers to start again after an unexpected exit */
+    uint64_t stop_at; /* end of the shutdown delay */
+    uint64_t kill_at; /* stragglers are killed after this */
+    int respawns;     /* workers to start again after an unexpected exit */
     uint64_t respawn_at;
     uint64_t backoff_ms;
 } master;
@@ -90,8 +90,12 @@ static int spawn(int gen, pid_t replaces)
     }
     close(pfd[1]);
     fcntl(pfd[0], F_SETFL, O_NONBLOCK);
-    M.w[M.nw++] = (wproc){.pid = pid, .fd = pfd[0], .gen = gen, .state = W_STARTING,
-                          .started = nx_now_ms(), .replaces = replaces};
+    M.w[M.nw++] = (wproc){.pid = pid,
+                          .fd = pfd[0],
+                          .gen = gen,
+                          .state = W_STARTING,
+                          .started = nx_now_ms(),
+                          .replaces = replaces};
     nx_log_info("worker %d started (generation %d)", (int)pid, gen);
     return NX_OK;
 }
@@ -153,8 +157,8 @@ static void stop_workers(void)
 static void keep_str(char **next, char *const *cur, const char *key)
 {
     if (strcmp(*next, *cur) != 0) {
-        nx_log_warn("SIGHUP: %s changed to '%s', which needs a restart; keeping '%s'", key,
-                    *next, *cur);
+        nx_log_warn("SIGHUP: %s changed to '%s', which needs a restart; keeping '%s'", key, *next,
+                    *cur);
         free(*next);
         *next = nx_xstrdup(*cur);
     }
@@ -179,8 +183,8 @@ static int reload_config_and_plugins(void)
     }
     keep_str(&next.host, &M.cfg->host, "app.host");
     if (next.port != M.cfg->port) {
-        nx_log_warn("SIGHUP: app.port changed to %d, which needs a restart; keeping %d",
-                    next.port, M.cfg->port);
+        nx_log_warn("SIGHUP: app.port changed to %d, which needs a restart; keeping %d", next.port,
+                    M.cfg->port);
         next.port = M.cfg->port;
     }
     if (!*next.plugins_dir) {
@@ -194,8 +198,7 @@ static int reload_config_and_plugins(void)
     char err[768];
     if (nx_health_routes(router, err, sizeof(err)) != NX_OK ||
         nx_plugins_load(next.plugins_dir, &next, router, true, err, sizeof(err)) != NX_OK) {
-        nx_log_error("SIGHUP: %s; still serving with the previous configuration and plugins",
-                     err);
+        nx_log_error("SIGHUP: %s; still serving with the previous configuration and plugins", err);
         nx_router_free(router);
         nx_plugin_set_free(nx_plugins_take()); /* what loaded of the new set */
         nx_plugins_restore(old_plugins);
@@ -345,9 +348,7 @@ static void on_signal(void)
     struct signalfd_siginfo si;
     while (read(M.sig_fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
         switch (si.ssi_signo) {
-        case SIGCHLD:
-            reap();
-            break;
+        case SIGCHLD: reap(); break;
         case SIGTERM:
         case SIGINT:
         case SIGQUIT:
@@ -356,16 +357,13 @@ static void on_signal(void)
             else if (M.state == M_STOP_DELAY)
                 stop_workers(); /* asked twice: skip the rest of the delay */
             break;
-        case SIGHUP:
-            begin_reload();
-            break;
+        case SIGHUP: begin_reload(); break;
         case SIGUSR1:
             nx_accesslog_reopen();
             for (size_t i = 0; i < M.nw; i++)
                 kill(M.w[i].pid, SIGUSR1);
             break;
-        default:
-            break;
+        default: break;
         }
     }
 }
@@ -395,7 +393,8 @@ static void run_timers(void)
     }
     if (M.reloading && now >= M.reload_deadline) {
         nx_log_error("reload failed: the new workers were not ready within %d ms; keeping the "
-                     "running ones", RELOAD_TIMEOUT_MS);
+                     "running ones",
+                     RELOAD_TIMEOUT_MS);
         for (size_t i = 0; i < M.nw; i++)
             if (M.w[i].gen == M.gen)
                 drain_worker(&M.w[i]);
@@ -463,8 +462,8 @@ int nx_server_run(nx_config *cfg)
         nx_log_error("%s", err);
         return 1;
     }
-    M.shared = mmap(NULL, sizeof(nx_shared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-                    -1, 0);
+    M.shared =
+        mmap(NULL, sizeof(nx_shared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (M.shared == MAP_FAILED) {
         nx_log_error("mmap of the shared segment: %s", strerror(errno));
         return 1;
@@ -494,8 +493,8 @@ int nx_server_run(nx_config *cfg)
         fprintf(f, "%d\n", (int)getpid());
         fclose(f);
     }
-    nx_log_info("nexus %s listening on http://%s:%d with %d worker(s), %zu plugin(s)",
-                NX_VERSION, cfg->host, cfg->port, cfg->workers, nx_plugins_count());
+    nx_log_info("nexus %s listening on http://%s:%d with %d worker(s), %zu plugin(s)", NX_VERSION,
+                cfg->host, cfg->port, cfg->workers, nx_plugins_count());
     for (int i = 0; i < cfg->workers; i++)
         if (spawn(M.gen, 0) != NX_OK)
             return 1;

@@ -36,7 +36,7 @@ typedef struct worker {
     nx_io signal_io;
     nx_timer graceful;
     int notify_fd;
-    bool listening;   /* listen_io is registered */
+    bool listening; /* listen_io is registered */
     bool draining;
     uint64_t served;
     uint64_t recycle_at; /* 0 = never */
@@ -103,8 +103,7 @@ static void on_accept(nx_loop *loop, nx_io *io, uint32_t events)
 static void maybe_exit(void)
 {
     if (W.draining && W.http.nconns == 0 && W.http.inflight == 0) {
-        nx_log_info("worker drained, exiting (served %llu requests)",
-                    (unsigned long long)W.served);
+        nx_log_info("worker drained, exiting (served %llu requests)", (unsigned long long)W.served);
         worker_exit(0);
     }
 }
@@ -159,14 +158,9 @@ static void on_signal(nx_loop *loop, nx_io *io, uint32_t events)
     while (read(io->fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
         switch (si.ssi_signo) {
         case SIGTERM:
-        case SIGQUIT:
-            drain();
-            break;
-        case SIGUSR1:
-            nx_accesslog_reopen();
-            break;
-        default:
-            break;
+        case SIGQUIT: drain(); break;
+        case SIGUSR1: nx_accesslog_reopen(); break;
+        default: break;
         }
     }
 }

@@ -171,8 +171,7 @@ static void expect_refused(const char *const *args, const char *const *fragments
     cr_expect_eq(rc, NX_ERR, "accepted (%s %s); stderr: '%s'", args && args[0] ? args[0] : "",
                  args && args[0] && args[1] ? args[1] : "", err);
     for (size_t i = 0; fragments[i]; i++)
-        cr_expect(strstr(err, fragments[i]) != NULL, "stderr '%s' lacks '%s'", err,
-                  fragments[i]);
+        cr_expect(strstr(err, fragments[i]) != NULL, "stderr '%s' lacks '%s'", err, fragments[i]);
 }
 
 /* Expects the file with text to be refused, naming path:line and every fragment. */
@@ -481,17 +480,15 @@ Test(config_file, type_errors_name_file_line, .init = setup_capture)
         {"app:\n  debug: maybe\n", 2, "app.debug", "expected true or false", "'maybe'"},
         {"app:\n  environment: prod\n", 2, "app.environment",
          "expected one of development|testing|staging|production", "'prod'"},
-        {"server:\n  graceful_timeout: soon\n", 2, "server.graceful_timeout",
-         "expected a duration", "'soon'"},
+        {"server:\n  graceful_timeout: soon\n", 2, "server.graceful_timeout", "expected a duration",
+         "'soon'"},
         {"server:\n  client_max_body_size: 10q\n", 2, "server.client_max_body_size",
          "expected a size", "'10q'"},
         {"cache:\n  redis:\n    port: 0\n", 3, "cache.redis.port", "from 1 to 65535", "'0'"},
         {"cache:\n  port: 99999\n", 2, "cache.redis.port", "from 1 to 65535", "'99999'"},
-        {"database:\n  type: oracle\n", 2, "database.type", "sqlite|postgresql|mysql",
-         "'oracle'"},
+        {"database:\n  type: oracle\n", 2, "database.type", "sqlite|postgresql|mysql", "'oracle'"},
         {"app:\n  port: [1, 2]\n", 2, "app.port", "expected an integer", "'1,2'"},
-        {"logging:\n  level: verbose\n", 2, "logging.level", "debug|info|warn|error",
-         "'verbose'"},
+        {"logging:\n  level: verbose\n", 2, "logging.level", "debug|info|warn|error", "'verbose'"},
     };
     for (size_t i = 0; i < NX_ARRAY_LEN(rows); i++) {
         const char *frag[] = {rows[i].key, rows[i].expectation, rows[i].got, NULL};
@@ -589,8 +586,8 @@ Test(config_file, secret_plain_and_file_both_set, .init = setup_capture)
 Test(config_file, secret_file_unreadable, .init = setup_capture)
 {
     setenv("NEXUS_AUTH_JWT_SECRET_FILE", "/nonexistent/run/secrets/jwt", 1);
-    static const char *const frag[] = {"NEXUS_AUTH_JWT_SECRET_FILE",
-                                       "/nonexistent/run/secrets/jwt", "No such file", NULL};
+    static const char *const frag[] = {"NEXUS_AUTH_JWT_SECRET_FILE", "/nonexistent/run/secrets/jwt",
+                                       "No such file", NULL};
     expect_refused(NULL, frag);
 }
 
@@ -767,7 +764,8 @@ Test(config_file, production_jwt_secret_short, .init = setup_capture)
 
 Test(config_file, production_jwt_secret_placeholder, .init = setup_capture)
 {
-    static const char *const placeholders[] = {"changeme", "CHANGEME", "change-me", "secret",
+    static const char *const placeholders[] = {"changeme",        "CHANGEME",
+                                               "change-me",       "secret",
                                                "your-secret-key", "<base64-encoded-secret>"};
     write_prod("");
     const char *args[] = {"--config", prod_path(), NULL};
@@ -796,8 +794,10 @@ Test(config_file, production_cors_wildcard_with_credentials, .init = setup_captu
     setenv("NEXUS_AUTH_JWT_SECRET", SECRET40, 1);
     static const char *const cors[] = {
         "security:\n  cors_origins: \"*\"\n  cors_allow_credentials: true\n",
-        "security:\n  cors_origins: [\"https://a.example\", \"*\"]\n  cors_allow_credentials: true\n",
-        "security:\n  cors_origins:\n    - \"*\"\n    - https://a.example\n  cors_allow_credentials: "
+        "security:\n  cors_origins: [\"https://a.example\", \"*\"]\n  cors_allow_credentials: "
+        "true\n",
+        "security:\n  cors_origins:\n    - \"*\"\n    - https://a.example\n  "
+        "cors_allow_credentials: "
         "yes\n",
     };
     const char *args[] = {"--config", prod_path(), NULL};
@@ -815,8 +815,7 @@ Test(config_file, production_cors_wildcard_from_variable, .init = setup_capture)
     setenv("NEXUS_SECURITY_CORS_ALLOW_CREDENTIALS", "true", 1);
     write_prod("");
     const char *args[] = {"--config", prod_path(), NULL};
-    static const char *const values[] = {"*", "https://a.example,*", "https://a.example, *",
-                                         " *"};
+    static const char *const values[] = {"*", "https://a.example,*", "https://a.example, *", " *"};
     for (size_t i = 0; i < NX_ARRAY_LEN(values); i++) {
         setenv("NEXUS_SECURITY_CORS_ORIGINS", values[i], 1);
         const char *frag[] = {"security.cors_origins", "environment NEXUS_SECURITY_CORS_ORIGINS",
@@ -861,8 +860,7 @@ Test(config_file, rules_only_in_production, .init = setup_capture)
     /* and production comes from any source: here a flag over a development file */
     const char *f = write_file("dev.yaml", "app:\n  environment: development\n");
     const char *frag[] = {"auth.jwt_secret", "flag --environment", NULL};
-    expect_refused((const char *const[]){"--config", f, "--environment", "production", NULL},
-                   frag);
+    expect_refused((const char *const[]){"--config", f, "--environment", "production", NULL}, frag);
 }
 
 /* ---- config show ----------------------------------------------------------------------------- */
@@ -893,8 +891,12 @@ Test(config_file, show_redacts_secrets_and_names_sources)
     for (size_t i = 0; i < NX_ARRAY_LEN(secrets); i++)
         cr_expect_null(strstr(text, secrets[i]), "show prints '%s':\n%s", secrets[i], text);
     static const char *const needles[] = {
-        "(redacted)", "# environment NEXUS_DATABASE_PASSWORD", "NEXUS_AUTH_JWT_SECRET_FILE",
-        "# environment DATABASE_URL", "\"9600\"", "# default",
+        "(redacted)",
+        "# environment NEXUS_DATABASE_PASSWORD",
+        "NEXUS_AUTH_JWT_SECRET_FILE",
+        "# environment DATABASE_URL",
+        "\"9600\"",
+        "# default",
     };
     for (size_t i = 0; i < NX_ARRAY_LEN(needles); i++)
         cr_expect(strstr(text, needles[i]) != NULL, "show lacks '%s':\n%s", needles[i], text);

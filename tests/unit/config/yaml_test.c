@@ -66,8 +66,8 @@ static void expect_entries(const char *text, const want *w)
                          w[i].key, text);
         cr_expect_eq(doc.entries[i].line, w[i].line, "entry %zu (%s): line %d, expected %d", i,
                      w[i].key, doc.entries[i].line, w[i].line);
-        cr_expect_eq(doc.entries[i].is_map, w[i].is_map, "entry %zu (%s): is_map %d", i,
-                     w[i].key, doc.entries[i].is_map);
+        cr_expect_eq(doc.entries[i].is_map, w[i].is_map, "entry %zu (%s): is_map %d", i, w[i].key,
+                     doc.entries[i].is_map);
     }
     nx_yaml_free(&doc);
     cr_expect_null(doc.entries);

@@ -72,7 +72,6 @@ typedef struct allow_entry {
  * bytes after the head are body to one reader and tunnel data to another. */
 #define CONNECT_BODY "CONNECT request with a body"
 
-
 static const allow_entry allow_list[] = {
     {"connection.md", "Emitting part of body and pausing", NO_HOST, NULL},
     {"connection.md", "Multiple tokens with folding and LWS", NO_HOST, NULL},
