@@ -302,6 +302,13 @@ static void route(nx_req *req, enum nx_match_result m, const char *allow)
 void nx_exchange_dispatch(nx_req *req, const nx_router *router)
 {
     char allow[160];
+    if (req->path_len == 1 && req->path[0] == '*') {
+        /* "OPTIONS * HTTP/1.1" asks about the server, not a resource (RFC 9110 9.3.7); the
+         * parser admits the asterisk form for OPTIONS only. */
+        nx_res_status(&req->res, 204);
+        nx_res_header(&req->res, "Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS");
+        return;
+    }
     enum nx_match_result m = nx_router_match(router, req->method, req->method_len, req->path,
                                              req->path_len, &req->match, allow, sizeof(allow));
     /* The probes answer load balancers and orchestrators: no plugin's middleware (an auth

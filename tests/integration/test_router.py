@@ -147,3 +147,13 @@ def test_repeated_request_headers(server):
         c.send(raw_request("GET", "/test/headers", headers=[("X-Rep", "a"), ("X-Rep", "b")]))
         r = c.read_response()
         assert r.json()["x-rep"] == "a, b"
+
+
+def test_options_asterisk_describes_the_server(server):
+    """RFC 9110 9.3.7: OPTIONS * is about the server as a whole."""
+    with server.raw() as c:
+        c.send(b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n")
+        r = c.read_response()
+    assert r.status == 204
+    allow = r.headers.get("allow", "")
+    assert "GET" in allow and "OPTIONS" in allow
