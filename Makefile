@@ -152,7 +152,7 @@ FORMAT_SRC = $(shell git ls-files '*.c' '*.h')
 format:
 	clang-format -i $(FORMAT_SRC)
 format-check:
-	clang-format --dry-run --Werror $(FORMAT_SRC)
+	@clang-format --dry-run --Werror $(FORMAT_SRC) && echo "format-check: clean"
 
 clean:
 	rm -rf build build-san
