@@ -307,25 +307,26 @@ static void reap(void)
         describe_exit(status, how, sizeof(how));
         bool expected = w->state == W_DRAINING && WIFEXITED(status) && WEXITSTATUS(status) == 0;
         uint64_t lived = nx_now_ms() - w->started;
-        if (expected) {
-            nx_log_info("worker %d %s after draining", (int)pid, how);
-        } else if (M.state == M_STOPPING) {
-            nx_log_warn("worker %d %s during shutdown", (int)pid, how);
-        } else {
-            nx_log_error("worker %d %s unexpectedly after %llu ms; it will be replaced", (int)pid,
-                         how, (unsigned long long)lived);
-        }
         bool was_serving = w->state != W_DRAINING && w->gen == M.gen;
         bool was_replacement = w->replaces != 0;
+        bool replace = M.state == M_RUNNING && !expected && (was_serving || was_replacement);
+        if (expected)
+            nx_log_info("worker %d %s after draining", (int)pid, how);
+        else if (M.state == M_STOPPING)
+            nx_log_warn("worker %d %s during shutdown", (int)pid, how);
+        else if (w->state == W_DRAINING)
+            nx_log_error("worker %d %s while draining; its in-flight requests were lost", (int)pid,
+                         how);
+        else
+            nx_log_error("worker %d %s unexpectedly after %llu ms; it will be replaced", (int)pid,
+                         how, (unsigned long long)lived);
         if (w->fd >= 0) {
             read_pipe(w); /* pick up a last message before closing */
             if (w->fd >= 0)
                 close(w->fd);
         }
         *w = M.w[--M.nw];
-        if (M.state != M_RUNNING)
-            continue;
-        if (!expected && (was_serving || was_replacement)) {
+        if (replace) {
             /* Crashes right after start (a plugin that segfaults at once, say) back off
              * exponentially instead of fork-looping. */
             if (lived < QUICK_DEATH_MS)
