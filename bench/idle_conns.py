@@ -42,11 +42,11 @@ def descendants(root):
             continue
         rest = data[data.rfind(b")") + 2:].split()
         parent[int(name)] = int(rest[1])
-    tree, todo = [], [root]
-    while todo:
-        pid = todo.pop()
+    tree, pending = [], [root]
+    while pending:
+        pid = pending.pop()
         tree.append(pid)
-        todo.extend(p for p, pp in parent.items() if pp == pid)
+        pending.extend(p for p, pp in parent.items() if pp == pid)
     return sorted(tree)
 
 

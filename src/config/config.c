@@ -547,16 +547,15 @@ static int load_file(nx_config *cfg, const char *path)
     return rc;
 }
 
-/* Reads a secret file's content, without one trailing newline. NULL (printed) on error. */
-static char *read_secret(const char *var, const char *path)
+char *nx_config_read_secret(const char *var, const char *path, char *err, size_t errlen)
 {
     FILE *f = fopen(path, "rb");
     struct stat st;
     if (!f || fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
         /* A directory opens fine and reads as nothing: a secrets mount named instead of
          * the file in it must not become an empty secret. */
-        fprintf(stderr, "nexus: %s: cannot read %s: %s\n", var, path,
-                f ? "not a regular file" : strerror(errno));
+        snprintf(err, errlen, "%s: cannot read %s: %s", var, path,
+                 f ? "not a regular file" : strerror(errno));
         if (f)
             fclose(f);
         return NULL;
@@ -567,11 +566,11 @@ static char *read_secret(const char *var, const char *path)
     bool failed = ferror(f);
     fclose(f);
     if (failed) {
-        fprintf(stderr, "nexus: %s: cannot read %s\n", var, path);
+        snprintf(err, errlen, "%s: cannot read %s", var, path);
         return NULL;
     }
     if (more) {
-        fprintf(stderr, "nexus: %s: %s is larger than %zu bytes\n", var, path, sizeof(buf) - 1);
+        snprintf(err, errlen, "%s: %s is larger than %zu bytes", var, path, sizeof(buf) - 1);
         return NULL;
     }
     buf[n] = '\0';
@@ -701,9 +700,12 @@ static int load_var(nx_config *cfg, size_t i, const char *env)
         return NX_ERR;
     }
     if (fpath) {
-        char *secret = read_secret(file_var, fpath);
-        if (!secret)
+        char why[700];
+        char *secret = nx_config_read_secret(file_var, fpath, why, sizeof(why));
+        if (!secret) {
+            fprintf(stderr, "nexus: %s\n", why);
             return NX_ERR;
+        }
         char source[1500];
         snprintf(source, sizeof(source), "%s -> %s", fsrc, fpath);
         int rc = set(cfg, i, secret, source);

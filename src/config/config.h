@@ -87,6 +87,13 @@ void nx_config_show(const nx_config *cfg, FILE *out);
  */
 bool nx_config_check_typed(int setting_type, const char *text, char *err, size_t errlen);
 
+/*
+ * Reads a secret file named by var (a NEXUS_..._FILE variable): its content without one
+ * trailing newline, for the caller to free. NULL with err when it is not a readable regular
+ * file or is over 8 KiB.
+ */
+char *nx_config_read_secret(const char *var, const char *path, char *err, size_t errlen);
+
 /* Prints the schema as a JSON Schema for the YAML file (editors, CI). */
 void nx_config_schema_json(FILE *out);
 

@@ -3,7 +3,6 @@
  * and read back through the nx_plugin_config accessors.
  */
 #include <ctype.h>
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,23 +63,6 @@ static void setting_var(const char *plugin, const char *name, char *out, size_t 
     out[n] = '\0';
 }
 
-/* Reads a _FILE secret: the file's content without one trailing newline. */
-static char *read_value_file(const char *path, char *err, size_t errlen, const char *source)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(err, errlen, "%s: cannot read %s: %s", source, path, strerror(errno));
-        return NULL;
-    }
-    char buf[8192];
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    if (n && buf[n - 1] == '\n')
-        buf[--n] = '\0';
-    return nx_xstrdup(buf);
-}
-
 /*
  * Resolves every declared setting of p: default < plugins.<name>.<key> in the file <
  * NEXUS_PLUGINS_<NAME>_<KEY> (or _FILE). Marks each extra it uses in claimed.
@@ -112,7 +94,7 @@ int nx_plugin_settings_resolve(nx_plugin *p, const nx_config *cfg, bool *claimed
             owned = NULL;
             source = x->source;
             value = x->value;
-            if (is_file && !(owned = read_value_file(x->value, err, errlen, x->source)))
+            if (is_file && !(owned = nx_config_read_secret(x->source, x->value, err, errlen)))
                 return NX_ERR;
             if (owned)
                 value = owned;

@@ -21,9 +21,8 @@
 #include <unistd.h>
 
 #include "config/config.h"
+#include "config_env.h"
 #include "core/util.h"
-
-extern char **environ;
 
 #define GUIDE "/work/shared/seed/nexus-deployment-guide.md"
 
@@ -31,28 +30,6 @@ extern char **environ;
 #define SECRET40 "S3cr3t-0123456789-abcdefghij-KLMNOPQRST"
 
 static char tmpdir[64];
-
-static void clear_nexus_env(void)
-{
-    for (;;) {
-        char name[256] = "";
-        for (char **e = environ; *e; e++) {
-            if (strncmp(*e, "NEXUS_", 6) == 0) {
-                const char *eq = strchr(*e, '=');
-                size_t len = eq ? (size_t)(eq - *e) : strlen(*e);
-                if (len >= sizeof(name))
-                    len = sizeof(name) - 1;
-                memcpy(name, *e, len);
-                name[len] = '\0';
-                break;
-            }
-        }
-        if (!name[0])
-            break;
-        unsetenv(name);
-    }
-    unsetenv("DATABASE_URL");
-}
 
 /* Into a fresh directory: the repo's config/config.yaml and .env must not be read. */
 static void leave_repo(void)

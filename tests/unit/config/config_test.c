@@ -15,30 +15,8 @@
 #include <unistd.h>
 
 #include "config/config.h"
+#include "config_env.h"
 #include "core/util.h"
-
-extern char **environ;
-
-static void clear_nexus_env(void)
-{
-    for (;;) {
-        char name[256] = "";
-        for (char **e = environ; *e; e++) {
-            if (strncmp(*e, "NEXUS_", 6) == 0) {
-                const char *eq = strchr(*e, '=');
-                size_t len = eq ? (size_t)(eq - *e) : strlen(*e);
-                if (len >= sizeof(name))
-                    len = sizeof(name) - 1;
-                memcpy(name, *e, len);
-                name[len] = '\0';
-                break;
-            }
-        }
-        if (!name[0])
-            return;
-        unsetenv(name);
-    }
-}
 
 /* The config files the tests name: empty YAML documents, valid and without effect. */
 static void make_empty_files(void)
