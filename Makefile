@@ -15,7 +15,7 @@ BUILD    ?= build
 SANITIZE ?=
 PYTHON   ?= /usr/bin/python3
 
-PKGS     := jansson yaml-0.1
+PKGS     := jansson yaml-0.1 sqlite3 libpq libmariadb
 VERSION  := 0.1.0
 
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \

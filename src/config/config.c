@@ -19,6 +19,7 @@
 #include <jansson.h>
 
 #include "config/yaml.h"
+#include "db/db_impl.h"
 #include "core/util.h"
 
 extern char **environ;
@@ -963,6 +964,15 @@ int nx_config_load(nx_config *cfg, int argc, char **argv, int first)
                 src);
         return NX_ERR;
     }
+    char why[512];
+    if (!cfg->db)
+        cfg->db = nx_xcalloc(1, sizeof(*cfg->db));
+    else
+        nx_db_settings_free(cfg->db);
+    if (nx_db_settings_load(cfg->db, cfg, why, sizeof(why)) != NX_OK) {
+        fprintf(stderr, "nexus: %s\n", why);
+        return NX_ERR;
+    }
     return check_production(cfg);
 }
 
@@ -1030,6 +1040,11 @@ void nx_config_show(const nx_config *cfg, FILE *out)
 void nx_config_free(nx_config *cfg)
 {
     free_typed(cfg);
+    if (cfg->db) {
+        nx_db_settings_free(cfg->db);
+        free(cfg->db);
+        cfg->db = NULL;
+    }
     for (size_t i = 0; cfg->values && i < NSCHEMA; i++) {
         free(cfg->values[i]);
         free(cfg->sources[i]);

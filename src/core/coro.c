@@ -46,6 +46,7 @@ struct nx_coro {
     nx_coro *next_free;
     nx_coro_fn on_exit;
     void *exit_arg;
+    void *wait; /* the wait it is parked in (core/wait.c), or NULL */
 #ifdef NX_ASAN
     void *fake_stack;
 #endif
@@ -126,6 +127,7 @@ nx_coro *nx_coro_new(nx_coro_fn fn, void *arg)
     c->next_free = NULL;
     c->on_exit = NULL;
     c->exit_arg = NULL;
+    c->wait = NULL;
     nx_ctx_make(&c->ctx, c->stack, c->stack_len, coro_main, c);
     live++;
     return c;
@@ -171,6 +173,16 @@ void nx_coro_yield(void)
 bool nx_coro_is_done(const nx_coro *c)
 {
     return c->done;
+}
+
+void nx_coro_set_wait(nx_coro *c, void *wait)
+{
+    c->wait = wait;
+}
+
+void *nx_coro_wait(const nx_coro *c)
+{
+    return c->wait;
 }
 
 nx_coro *nx_coro_current(void)

@@ -44,6 +44,10 @@ bool nx_coro_is_done(const nx_coro *c);
 /* Returns c's stack to the pool. c must be done or never started. */
 void nx_coro_free(nx_coro *c);
 
+/* The wait c is parked in (core/wait.c keeps it, to end it early), or NULL. */
+void nx_coro_set_wait(nx_coro *c, void *wait);
+void *nx_coro_wait(const nx_coro *c);
+
 /* The running coroutine, or NULL in the main context. */
 nx_coro *nx_coro_current(void);
 

@@ -35,6 +35,9 @@ struct nx_loop {
         void *arg;
     } ticks[MAX_TICKS];
     size_t nticks;
+    /* The batch being dispatched, so that a removed io loses its pending event. */
+    struct epoll_event *batch;
+    int batch_next, batch_n;
 };
 
 static void refresh_clock(nx_loop *loop)
@@ -84,6 +87,11 @@ int nx_loop_mod(nx_loop *loop, nx_io *io, uint32_t events)
 
 int nx_loop_del(nx_loop *loop, nx_io *io)
 {
+    /* An event of this batch not yet dispatched must not reach io: its owner may free it
+     * as soon as this returns. */
+    for (int i = loop->batch_next; i < loop->batch_n; i++)
+        if (loop->batch[i].data.ptr == io)
+            loop->batch[i].data.ptr = NULL;
     return ctl(loop, EPOLL_CTL_DEL, io, 0);
 }
 
@@ -223,10 +231,15 @@ int nx_loop_run(nx_loop *loop)
             return NX_ERR;
         refresh_clock(loop);
         loop->iteration++;
+        loop->batch = events;
+        loop->batch_n = n;
         for (int i = 0; i < n; i++) {
             nx_io *io = events[i].data.ptr;
-            io->cb(loop, io, events[i].events);
+            loop->batch_next = i + 1;
+            if (io)
+                io->cb(loop, io, events[i].events);
         }
+        loop->batch_n = 0;
         fire_timers(loop);
         for (size_t i = 0; i < loop->nticks; i++)
             loop->ticks[i].fn(loop, loop->ticks[i].arg);

@@ -60,7 +60,9 @@ struct nx_req {
     uint64_t deadline; /* monotonic ms: waits end with NX_ERR after it */
     bool is_head;
     bool timed_out;
-    void *loop; /* nx_loop of the worker running it */
+    bool client_gone;         /* the client closed the connection while the handler ran */
+    struct nx_db_session *db; /* the request's database state, made on first use */
+    void *loop;               /* nx_loop of the worker running it */
     const nx_router *router;
     nx_res res;
 };

@@ -31,6 +31,7 @@
 #include "core/arena.h"
 #include "core/buf.h"
 #include "core/coro.h"
+#include "core/wait.h"
 #include "core/util.h"
 
 #define OUT_HIGH_WATER (256 * 1024) /* stop parsing more requests until this is written */
@@ -784,6 +785,12 @@ static void on_io(nx_loop *loop, nx_io *io, uint32_t events)
     if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
         c->writable = true;
     if (c->state == ST_RUN) {
+        if ((events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) && c->req && !c->req->client_gone) {
+            /* The client closed its side while the handler is parked: whatever it waits
+             * for (a query, a sleep) ends now, as nginx ends such a request with 499. */
+            c->req->client_gone = true;
+            nx_wait_interrupt(loop, c->coro);
+        }
         /* Only earlier responses can be pending; new input waits for the handler. */
         if (output_pending(c) && c->writable && flush(c) == NX_ERR) {
             nx_buf_put(c->out);

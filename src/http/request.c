@@ -22,6 +22,8 @@ nx_req *nx_exchange_new(nx_arena *a)
     req->deadline = 0;
     req->is_head = false;
     req->timed_out = false;
+    req->client_gone = false;
+    req->db = NULL;
     req->loop = NULL;
     req->router = NULL;
     req->arena = a;
@@ -253,7 +255,7 @@ int nx_sleep_ms(nx_req *req, uint64_t ms)
         when = req->deadline;
         rc = NX_ERR;
     }
-    if (nx_wait_until(loop, when) != NX_OK)
+    if (nx_wait_until(loop, when) != NX_OK || req->client_gone)
         return NX_ERR;
     if (rc != NX_OK)
         req->timed_out = true;

@@ -17,6 +17,7 @@
 
 #include "core/arena.h"
 #include "core/util.h"
+#include "db/db_impl.h"
 #include "http/exchange.h"
 #include "http/middleware.h"
 
@@ -325,4 +326,6 @@ void nx_exchange_dispatch(nx_req *req, const nx_router *router)
     if (!stopped)
         route(req, m, allow);
     nx_middleware_after(req, &req->res, ran);
+    if (req->db)
+        nx_db_request_end(req);
 }

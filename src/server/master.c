@@ -20,6 +20,7 @@
 
 #include "core/log.h"
 #include "core/util.h"
+#include "db/db_impl.h"
 #include "http/exchange.h"
 #include "observe/accesslog.h"
 #include "observe/health.h"
@@ -463,6 +464,7 @@ int nx_server_run(nx_config *cfg)
         nx_log_error("%s", err);
         return 1;
     }
+    nx_health_add_check(NULL, "database", nx_db_ready);
     M.shared =
         mmap(NULL, sizeof(nx_shared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (M.shared == MAP_FAILED) {

@@ -20,6 +20,7 @@
 #include "core/coro.h"
 #include "core/log.h"
 #include "core/util.h"
+#include "db/db_impl.h"
 #include "http/http1.h"
 #include "observe/accesslog.h"
 #include "observe/health.h"
@@ -56,6 +57,7 @@ static void notify(char msg)
 static _Noreturn void worker_exit(int status)
 {
     nx_plugins_worker_stop();
+    nx_db_stop();
     nx_accesslog_flush(NULL, NULL);
     _exit(status);
 }
@@ -226,6 +228,7 @@ void nx_worker_main(const nx_config *cfg, int listen_fd, int notify_fd, nx_share
         W.recycle_at = (uint64_t)cfg->max_requests + jitter;
     }
 
+    nx_db_start(cfg->db, W.loop);
     if (nx_plugins_worker_start() != NX_OK) {
         nx_accesslog_flush(NULL, NULL);
         _exit(1);
