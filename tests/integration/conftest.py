@@ -16,11 +16,15 @@ import http.client
 import json
 import os
 import re
+import shlex
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
+import urllib.parse
 
 import pytest
 import requests
@@ -718,3 +722,164 @@ class LoadThreads:
         self.stop_ev.set()
         for t in self.threads:
             t.join(timeout=30)
+
+
+# ---- throwaway databases (scripts/services.sh) ---------------------------------------------
+
+SERVICES_SH = os.path.join(ROOT, "scripts", "services.sh")
+
+
+def _read_services_env(path):
+    """The variables of the env file that `scripts/services.sh start DIR` writes."""
+    env = {}
+    with open(path) as f:
+        for line in f:
+            if line.startswith("export "):
+                name, value = line[len("export "):].rstrip("\n").split("=", 1)
+                env[name] = "".join(shlex.split(value))
+    return env
+
+
+class DbServer:
+    """One server of scripts/services.sh, shared by the session: PostgreSQL (kind "pg") or
+    MariaDB ("mysql"). Outage tests stop, kill or restart it here; it keeps its port and
+    data, and the `pg_server` / `mysql_server` fixtures start it again after each test."""
+
+    def __init__(self, kind, env):
+        prefix = {"pg": "NEXUS_TEST_PG_", "mysql": "NEXUS_TEST_MYSQL_"}[kind]
+        self.kind = kind
+        self.url = env[prefix + "URL"]
+        u = urllib.parse.urlsplit(self.url)
+        self.host, self.port = u.hostname, u.port
+        self.user, self.password = u.username, u.password
+        self.database = u.path.lstrip("/")
+        self.log_path = env.get(prefix + "LOG")
+        self.dir = env.get("NEXUS_TEST_SERVICES_DIR")
+        self.script = env.get("NEXUS_TEST_SERVICES", SERVICES_SH)
+
+    def _run(self, verb, timeout=120):
+        if not self.dir:
+            pytest.skip(f"{self.kind} is not a server of scripts/services.sh: cannot {verb} it")
+        cmd = [self.script, f"{verb}-{self.kind}", self.dir]
+        r = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                           timeout=timeout)
+        if r.returncode != 0:
+            raise AssertionError(f"{' '.join(cmd)} exited {r.returncode}\n{r.stdout}{r.stderr}"
+                                 f"\n{self.log_tail()}")
+
+    def stop(self):
+        """A clean shutdown: clients' connections close, new ones are refused."""
+        self._run("stop")
+
+    def kill(self):
+        """A crash (PostgreSQL's immediate shutdown, SIGKILL for MariaDB): connections drop
+        without goodbye; the next start recovers."""
+        self._run("kill")
+
+    def start(self):
+        """Starts it unless it runs; returns once it accepts connections."""
+        self._run("start")
+
+    def restart(self):
+        self._run("restart")
+
+    def is_up(self):
+        """Whether its port accepts TCP connections."""
+        try:
+            socket.create_connection((self.host, self.port), timeout=1).close()
+            return True
+        except OSError:
+            return False
+
+    def connect(self):
+        """A client connection in autocommit mode (psycopg2 or pymysql), the caller's to close."""
+        if self.kind == "pg":
+            import psycopg2
+            c = psycopg2.connect(self.url, connect_timeout=5)
+            c.autocommit = True
+            return c
+        import pymysql
+        return pymysql.connect(host=self.host, port=self.port, user=self.user,
+                               password=self.password, database=self.database,
+                               autocommit=True, connect_timeout=5)
+
+    def log_tail(self, lines=40):
+        try:
+            with open(self.log_path, "rb") as f:
+                text = f.read().decode("utf-8", "replace")
+        except (OSError, TypeError):
+            return ""
+        return f"---- {self.log_path} (tail) ----\n" + "\n".join(text.splitlines()[-lines:])
+
+    def __repr__(self):
+        return f"<DbServer {self.kind} {self.url}>"
+
+
+@pytest.fixture(scope="session")
+def db_services():
+    """The NEXUS_TEST_* variables of the throwaway databases: those scripts/run-tests.sh
+    exports, or, when pytest runs by hand without them, those of a set started here for the
+    session (in a short /tmp folder: Unix socket paths live in it) and stopped at its end."""
+    if os.environ.get("NEXUS_TEST_PG_URL") and os.environ.get("NEXUS_TEST_MYSQL_URL"):
+        yield {k: v for k, v in os.environ.items() if k.startswith("NEXUS_TEST_")}
+        return
+    folder = tempfile.mkdtemp(prefix="nexus-services.", dir="/tmp")
+    try:
+        r = subprocess.run([SERVICES_SH, "start", folder], stdin=subprocess.DEVNULL,
+                           capture_output=True, text=True, timeout=300)
+        if r.returncode != 0:
+            pytest.fail(f"scripts/services.sh start {folder} exited {r.returncode}\n"
+                        f"{r.stdout}{r.stderr}", pytrace=False)
+        yield _read_services_env(os.path.join(folder, "env"))
+    finally:
+        subprocess.run([SERVICES_SH, "stop", folder], stdin=subprocess.DEVNULL, timeout=300)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_url(db_services):
+    """postgresql://nexus:nexus@127.0.0.1:PORT/nexus (a superuser: may create databases)."""
+    return db_services["NEXUS_TEST_PG_URL"]
+
+
+@pytest.fixture(scope="session")
+def mysql_url(db_services):
+    """mysql://nexus:nexus@127.0.0.1:PORT/nexus (all privileges: may create databases)."""
+    return db_services["NEXUS_TEST_MYSQL_URL"]
+
+
+@pytest.fixture(scope="session")
+def _pg_server(db_services):
+    return DbServer("pg", db_services)
+
+
+@pytest.fixture(scope="session")
+def _mysql_server(db_services):
+    return DbServer("mysql", db_services)
+
+
+@pytest.fixture
+def pg_server(_pg_server):
+    """The session's PostgreSQL as a DbServer (.url .stop() .kill() .start() .restart()),
+    running again after the test whatever the test did to it."""
+    yield _pg_server
+    if _pg_server.dir:
+        _pg_server.start()
+
+
+@pytest.fixture
+def mysql_server(_mysql_server):
+    """The session's MariaDB as a DbServer, like pg_server."""
+    yield _mysql_server
+    if _mysql_server.dir:
+        _mysql_server.start()
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_configure(config):
+    # A SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C, so the fixtures' teardown still
+    # stops the servers and databases this session started.
+    signal.signal(signal.SIGTERM, _interrupt)
