@@ -80,8 +80,7 @@ nx_db_error_kind nx_db_kind_of_sqlstate(const char *st)
     if (!st || strlen(st) != 5)
         return NX_DB_QUERY;
     if (strncmp(st, "08", 2) == 0 || strncmp(st, "53", 2) == 0 || strcmp(st, "57P01") == 0 ||
-        strcmp(st, "57P02") == 0 || strcmp(st, "57P03") == 0 || strncmp(st, "58", 2) == 0 ||
-        strcmp(st, "HY000") == 0)
+        strcmp(st, "57P02") == 0 || strcmp(st, "57P03") == 0 || strncmp(st, "58", 2) == 0)
         return NX_DB_UNAVAILABLE;
     if (strcmp(st, "57014") == 0)
         return NX_DB_TIMEOUT;
@@ -643,9 +642,6 @@ static nx_db_conn *acquire(nx_db_call *call)
     }
 }
 
-/* TEMPORARY until mysql.c lands */
-extern const nx_db_driver nx_db_mysql_driver __attribute__((weak));
-
 static const nx_db_driver *driver_of(nx_db_kind k)
 {
     switch (k) {
@@ -806,6 +802,7 @@ int nx_db_session_begin(nx_db_session *s)
         return NX_ERR;
     }
     s->in_tx = true;
+    s->held = held;
     s->pinned->in_tx = true;
     return NX_OK;
 }
@@ -832,7 +829,8 @@ static int end_tx(nx_db_session *s, const char *sql)
     if (rc != NX_OK)
         c->broken = true;
     s->in_tx = false;
-    nx_db_session_unhold(s);
+    if (!s->held || c->broken)
+        nx_db_session_unhold(s); /* a hold taken before the transaction outlives it */
     return rc;
 }
 
@@ -984,6 +982,9 @@ bool nx_db_ready(const char **why)
     static char reason[sizeof(((nx_db_error *)0)->message)];
     if (!P.started || !nx_coro_current())
         return true; /* nothing to check in this process */
+    if (!P.idle && P.nopen >= P.s->pool_size + P.s->max_overflow)
+        return true; /* every connection is busy working: the database answers, and a
+                      * probe queueing behind the load would take a busy instance out */
     nx_arena *a = nx_arena_new(0);
     nx_db_session s = {.arena = a, .deadline = nx_loop_now(P.loop) + 1000};
     nx_db_call call;

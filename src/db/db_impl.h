@@ -216,6 +216,7 @@ typedef struct nx_db_session {
     nx_db_error err;
     nx_db_conn *pinned; /* the connection held by a transaction or nx_db_session_hold */
     bool in_tx;
+    bool held; /* the connection was held (nx_db_session_hold) before the transaction */
 } nx_db_session;
 
 nx_db_result *nx_db_session_query(nx_db_session *s, const char *sql, const nx_db_value *params,

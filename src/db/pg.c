@@ -426,8 +426,9 @@ static nx_db_result *copy_result(nx_arena *a, const PGresult *res)
             if (!PQgetisnull(res, row, i))
                 set_value(r, &vals[i], t[i], PQgetvalue(res, row, i), PQgetlength(res, row, i));
     }
+    /* The count of an INSERT, UPDATE or DELETE (a SELECT's is its row count: not that). */
     const char *affected = PQcmdTuples((PGresult *)res);
-    if (affected && *affected)
+    if (affected && *affected && strncmp(PQcmdStatus((PGresult *)res), "SELECT", 6) != 0)
         nx_db_result_set_affected(r, strtoll(affected, NULL, 10));
     return r;
 }

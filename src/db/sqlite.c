@@ -123,9 +123,15 @@ static int sq_script(nx_db_conn *base, nx_db_call *call, const char *sql)
     const char *tail = sql;
     while (tail && *tail) {
         sqlite3_stmt *st = NULL;
-        int rc = sqlite3_prepare_v2(c->db, tail, -1, &st, &tail);
+        const char *next = NULL;
+        unsigned attempt = 0;
+        int rc;
+        while ((rc = sqlite3_prepare_v2(c->db, tail, -1, &st, &next)) == SQLITE_BUSY)
+            if (backoff(c, call, &attempt, rc) != NX_OK)
+                return NX_ERR;
         if (rc != SQLITE_OK)
             return fail_sqlite(c, call, rc);
+        tail = next;
         if (!st)
             break; /* only whitespace or comments were left */
         rc = step_plain(c, call, st);
@@ -231,8 +237,18 @@ static sqlite3_stmt *prepare(sq_conn *c, nx_db_call *call, const char *sql, size
     }
     sqlite3_stmt *st = NULL;
     const char *tail = NULL;
-    int rc = sqlite3_prepare_v3(c->db, text, -1, SQLITE_PREPARE_PERSISTENT, &st, &tail);
-    free(text);
+    unsigned attempt = 0;
+    int rc;
+    /* Preparing reads the schema, which another process may hold locked for a moment. */
+    while ((rc = sqlite3_prepare_v3(c->db, text, -1, SQLITE_PREPARE_PERSISTENT, &st, &tail)) ==
+           SQLITE_BUSY) {
+        if (backoff(c, call, &attempt, rc) != NX_OK) {
+            free(text);
+            return NULL;
+        }
+    }
+    bool more = rc == SQLITE_OK && tail && tail[strspn(tail, " \t\r\n;")];
+    free(text); /* tail pointed into it */
     if (rc != SQLITE_OK) {
         fail_sqlite(c, call, rc);
         return NULL;
@@ -241,7 +257,7 @@ static sqlite3_stmt *prepare(sq_conn *c, nx_db_call *call, const char *sql, size
         nx_db_fail(call, NX_DB_MISUSE, NULL, 0, "the statement is empty");
         return NULL;
     }
-    if (tail && tail[strspn(tail, " \t\r\n;")]) {
+    if (more) {
         sqlite3_finalize(st);
         nx_db_fail(call, NX_DB_MISUSE, NULL, 0,
                    "one statement per call: the text goes on after the first ';'");
