@@ -15,7 +15,7 @@ BUILD    ?= build
 SANITIZE ?=
 PYTHON   ?= /usr/bin/python3
 
-PKGS     := jansson yaml-0.1 sqlite3 libpq libmariadb
+PKGS     := jansson yaml-0.1 sqlite3 libpq libmariadb libcrypto
 VERSION  := 0.1.0
 
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
@@ -52,6 +52,14 @@ PLUGIN_SO    := $(PLUGINS:%=$(BUILD)/plugins/%.so)
 TESTPLUGINS  := $(patsubst tests/plugins/%/,%,$(sort $(dir $(wildcard tests/plugins/*/*.c))))
 TESTPLUGIN_SO:= $(TESTPLUGINS:%=$(BUILD)/test-plugins/%.so)
 
+# A plugin's migrations go beside its .so, in NAME/migrations/ (src/db/migrate.h); a copy
+# whose source is gone is removed, so that a renamed migration does not linger.
+MIGRATIONS      := $(patsubst plugins/%,$(BUILD)/plugins/%,$(wildcard plugins/*/migrations/*.sql))
+TESTMIGRATIONS  := $(patsubst tests/plugins/%,$(BUILD)/test-plugins/%,\
+                     $(wildcard tests/plugins/*/migrations/*.sql))
+STALEMIGRATIONS := $(filter-out $(MIGRATIONS) $(TESTMIGRATIONS),$(wildcard \
+                     $(BUILD)/plugins/*/migrations/*.sql $(BUILD)/test-plugins/*/migrations/*.sql))
+
 CASES_SO := $(patsubst tests/plugin-cases/%.c,$(BUILD)/plugin-cases/%.so,\
               $(wildcard tests/plugin-cases/*.c))
 
@@ -59,9 +67,9 @@ UNIT_SRC := $(wildcard tests/unit/*/*_test.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all run test unit integration bench fuzz install deps clean format format-check \
-        test-build docs
+        test-build docs prune-migrations
 
-all: $(BIN) $(PLUGIN_SO)
+all: $(BIN) $(PLUGIN_SO) $(MIGRATIONS) prune-migrations
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(@D)
@@ -90,6 +98,17 @@ $(BUILD)/test-plugins/%.so: tests/plugins/%/*.c include/nexus/*.h
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -fPIC -shared -o $@ $(filter %.c,$^)
 
+$(BUILD)/plugins/%.sql: plugins/%.sql
+	@mkdir -p $(@D)
+	cp $< $@
+
+$(BUILD)/test-plugins/%.sql: tests/plugins/%.sql
+	@mkdir -p $(@D)
+	cp $< $@
+
+prune-migrations:
+	$(if $(STALEMIGRATIONS),rm -f $(STALEMIGRATIONS))
+
 $(BUILD)/plugin-cases/%.so: tests/plugin-cases/%.c include/nexus/*.h
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -fPIC -shared -o $@ $<
@@ -107,7 +126,7 @@ run:
 	@$(MAKE) --no-print-directory all
 	$(BIN) serve
 
-test-build: all $(TESTPLUGIN_SO) $(CASES_SO) $(UNIT_BIN)
+test-build: all $(TESTPLUGIN_SO) $(TESTMIGRATIONS) $(CASES_SO) $(UNIT_BIN)
 
 unit: test-build
 	@scripts/run-unit.sh $(UNIT_BIN)
@@ -141,6 +160,14 @@ install: all
 	install -m 755 $(BIN) $(DESTDIR)$(PREFIX)/bin/nexus
 	install -m 644 include/nexus/*.h $(DESTDIR)$(PREFIX)/include/nexus/
 	install -m 755 $(PLUGIN_SO) $(DESTDIR)$(PREFIX)/lib/nexus/plugins/
+	for p in $(PLUGINS); do \
+	    rm -rf $(DESTDIR)$(PREFIX)/lib/nexus/plugins/$$p/migrations; \
+	    if [ -d plugins/$$p/migrations ]; then \
+	        install -d $(DESTDIR)$(PREFIX)/lib/nexus/plugins/$$p/migrations && \
+	        install -m 644 plugins/$$p/migrations/*.sql \
+	            $(DESTDIR)$(PREFIX)/lib/nexus/plugins/$$p/migrations/; \
+	    fi; \
+	done
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' nexus.pc.in \
 	    > $(DESTDIR)$(PREFIX)/lib/pkgconfig/nexus.pc
 

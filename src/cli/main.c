@@ -15,6 +15,9 @@ static void usage(FILE *out)
                  "  new        create a plugin project: nexus new plugin NAME\n"
                  "  plugins    list the plugins found, with version, state and file\n"
                  "  routes     list every route with its methods, flags and plugin\n"
+                 "  migrate    apply the plugins' pending migrations (status: list them)\n"
+                 "  backup     write the database to an archive: nexus backup --output FILE\n"
+                 "  restore    restore the database from an archive (--verify: only check it)\n"
                  "  version    print the version\n");
 }
 
@@ -35,6 +38,12 @@ int main(int argc, char **argv)
         return nx_cmd_plugins(argc, argv);
     if (strcmp(cmd, "routes") == 0)
         return nx_cmd_routes(argc, argv);
+    if (strcmp(cmd, "migrate") == 0)
+        return nx_cmd_migrate(argc, argv);
+    if (strcmp(cmd, "backup") == 0)
+        return nx_cmd_backup(argc, argv);
+    if (strcmp(cmd, "restore") == 0)
+        return nx_cmd_restore(argc, argv);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("nexus %s\n", NX_VERSION);
         return 0;

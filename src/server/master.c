@@ -21,6 +21,7 @@
 #include "core/log.h"
 #include "core/util.h"
 #include "db/db_impl.h"
+#include "db/migrate.h"
 #include "http/exchange.h"
 #include "observe/accesslog.h"
 #include "observe/health.h"
@@ -465,6 +466,10 @@ int nx_server_run(nx_config *cfg)
         return 1;
     }
     nx_health_add_check(NULL, "database", nx_db_ready);
+    if (cfg->db->auto_migrate && nx_migrate_at_start(cfg->db) != NX_MIGRATE_OK) {
+        nx_log_error("database.auto_migrate: the migrations did not all apply; not starting");
+        return 1;
+    }
     M.shared =
         mmap(NULL, sizeof(nx_shared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (M.shared == MAP_FAILED) {

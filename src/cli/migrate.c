@@ -1,0 +1,84 @@
+/*
+ * migrate.c - `nexus migrate` and `nexus migrate status`: the plugins' schema migrations.
+ *
+ * The configuration and the plugins are loaded as `nexus serve` would load them (so the
+ * migrations applied are those of the plugins it would run, in its order); the work itself
+ * is in db/migrate.c, which the master also runs at start with database.auto_migrate.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "config/config.h"
+#include "core/log.h"
+#include "db/migrate.h"
+#include "http/router.h"
+#include "observe/health.h"
+#include "plugin/loader.h"
+
+#define EX_USAGE_STATUS 64
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: nexus migrate [--config FILE] [options]\n"
+                 "       nexus migrate status [--config FILE] [options]\n\n"
+                 "migrate  applies the pending migrations of the plugins (NAME/migrations/*.sql "
+                 "beside\n"
+                 "         each NAME.so), in plugin dependency order then by number, each in its "
+                 "own\n"
+                 "         transaction, recorded in the table schema_migrations\n"
+                 "status   lists every migration as applied, pending, changed (its file differs "
+                 "from\n"
+                 "         the one applied) or missing (recorded, but no file); changes nothing\n\n"
+                 "exit status: 0 done, 1 a migration failed (it was rolled back; the message names "
+                 "the\n"
+                 "plugin, the file and the database's error), 78 the configuration is invalid.\n"
+                 "The options are those of nexus serve (nexus serve --help).\n");
+}
+
+int nx_cmd_migrate(int argc, char **argv)
+{
+    bool status = argc > 2 && strcmp(argv[2], "status") == 0;
+    int first = status ? 3 : 2;
+    for (int i = first; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout);
+            return 0;
+        }
+    }
+    if (!status && argc > 2 && argv[2][0] != '-') {
+        fprintf(stderr, "nexus migrate: unknown subcommand '%s'\n\n", argv[2]);
+        usage(stderr);
+        return EX_USAGE_STATUS;
+    }
+    nx_config cfg;
+    nx_config_defaults(&cfg);
+    if (nx_config_load(&cfg, argc, argv, first) != NX_OK) {
+        nx_config_free(&cfg);
+        return NX_EX_CONFIG;
+    }
+    if (!*cfg.plugins_dir) {
+        free(cfg.plugins_dir);
+        cfg.plugins_dir = nx_default_plugins_dir();
+    }
+    nx_log_apply_level(cfg.log_level);
+    nx_router *router = nx_router_new();
+    char err[768];
+    int rc;
+    if (nx_health_routes(router, err, sizeof(err)) != NX_OK ||
+        nx_plugins_load(cfg.plugins_dir, &cfg, router, false, err, sizeof(err)) != NX_OK) {
+        fprintf(stderr, "nexus: %s\n", err);
+        rc = NX_MIGRATE_FAILED;
+    } else {
+        size_t n = 0;
+        nx_migrate_source *src = nx_migrate_sources_loaded(&n);
+        rc = status ? nx_migrate_status(cfg.db, src, n)
+                    : nx_migrate_apply(cfg.db, src, n, NX_MIGRATE_STDIO);
+        nx_migrate_sources_free(src, n);
+    }
+    nx_plugins_unload();
+    nx_router_free(router);
+    nx_config_free(&cfg);
+    return rc;
+}
