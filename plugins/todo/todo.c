@@ -1,7 +1,7 @@
 /*
- * todo - a JSON API over an embedded SQLite database: the model of a plugin that owns data.
+ * todo - a JSON API over the server's database: the model of a plugin that owns data.
  *
- *   GET    /todos               list: ?limit=1..100 (20) &offset=>=0 (0) &done=true|false &q=text
+ *   GET    /todos               list: ?limit= &offset= &done=true|false &q=text &order=
  *   POST   /todos               create: {"title": "...", "done": false} -> 201 + Location
  *   GET    /todos/{id:int}      one todo, or 404
  *   PUT    /todos/{id:int}      full replace: title and done both required
@@ -9,122 +9,117 @@
  *   DELETE /todos/{id:int}      204, or 404
  *
  * Errors are problem+json: 400 for a body that is not JSON, 415 for a body that is not
- * application/json, 422 naming the field or query parameter at fault, 404 for an unknown id,
- * 503 "database unavailable" when SQLite fails (its message is logged once, here).
+ * application/json, 422 naming the field or query parameter at fault, 404 for an unknown
+ * id, and whatever nx_db_problem makes of a database failure (503 when it is down, 504
+ * when it is slow, 500 for a statement that failed; the reason goes to the log only).
  *
- * Storage: the file named by the `db_path` setting, shared by every worker process. The
- * master creates it (and its missing folders) and the table in init; each worker opens its
- * own connection in its start hook (WAL, busy timeout) and closes it in its stop hook.
- * Statements are prepared once per connection and every value is a bound parameter.
- *
- * The SQL and the row <-> JSON mapping sit in small functions (the "storage" section) so
- * that moving onto the server's database API changes that section only. Until then, a
- * SQLite call runs on the worker's thread: it does not park the request as the database
- * API will, and a write waiting for another worker's lock holds this worker for up to the
- * busy timeout. Writes here are single short statements, so that wait is rare and brief.
+ * Storage: the table `todos` of the server's database (database.type: SQLite, PostgreSQL
+ * or MySQL), created by this plugin's migrations (migrations/0001_todos.*.sql). Every
+ * statement is a literal with $1..$N parameters, so each connection prepares it once and
+ * no value is ever written into SQL. One text serves every backend, except that MySQL
+ * has no RETURNING: there a create reads back the id it was given, and an update the row
+ * it changed, in the same batch (see has_returning).
  */
 #include <nexus/nexus.h>
 
-#include <errno.h>
 #include <jansson.h>
-#include <limits.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
-#define TITLE_MAX 200 /* characters (code points) after trimming */
-#define LIMIT_DEFAULT 20
-#define LIMIT_MAX 100
-#define Q_MAX TITLE_MAX /* a longer search text cannot match any title */
-#define BUSY_TIMEOUT_MS 5000
+#define TITLE_MAX 200        /* characters (code points) after trimming */
+#define Q_MAX TITLE_MAX      /* a longer search text cannot match any title */
+#define PAGE_SIZE_LIMIT 1000 /* the largest max_page_size the settings accept */
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
-/* ==== storage ========================================================================= */
+/* From the settings, fixed by init in the master and inherited by the workers. */
+static int64_t page_size = 20, max_page_size = 100;
 
-/* Absolute path of the database, fixed by init in the master and inherited by the workers
- * it forks, so that a later chdir cannot make two workers open two files. */
-static char db_file[PATH_MAX];
-
-/* This worker's connection; NULL before the start hook or after an error closed it. */
-static sqlite3 *db;
-
-/* The last SQLite failure, kept for the handler that turns it into a 503 and logs it. */
-static char db_errmsg[256];
-static int db_errcode;
-
-static const char schema_sql[] = "CREATE TABLE IF NOT EXISTS todos ("
-                                 " id INTEGER PRIMARY KEY AUTOINCREMENT,"
-                                 " title TEXT NOT NULL,"
-                                 " done INTEGER NOT NULL DEFAULT 0 CHECK (done IN (0, 1)),"
-                                 " created_at TEXT NOT NULL,"
-                                 " updated_at TEXT NOT NULL)";
+/* ==== the todos table ================================================================= */
 
 #define TODO_COLUMNS "id, title, done, created_at, updated_at"
 
-/* ?1 done (NULL: any), ?2 LIKE pattern (NULL: any). LIKE is case-insensitive for ASCII. */
-#define TODO_FILTER "WHERE (?1 IS NULL OR done = ?1) AND (?2 IS NULL OR title LIKE ?2 ESCAPE '\\')"
+/*
+ * The filters of a listing, in one text for every request: $1 and $2 are the values of
+ * `done` to show (true, false for any), $3 a LIKE pattern ("%" for any title). Written
+ * without NULL tests ("$1 IS NULL OR done = $1"), which PostgreSQL refuses to prepare: it
+ * cannot tell the type of a parameter that is only compared with NULL. lower() on both
+ * sides makes the search ASCII case-insensitive in every backend; '!' escapes the
+ * pattern's wildcards, since a backslash means different things in each.
+ */
+#define TODO_MATCH "done IN ($1, $2) AND lower(title) LIKE lower($3) ESCAPE '!'"
 
-enum {
-    ST_INSERT,
-    ST_GET,
-    ST_UPDATE,
-    ST_DELETE,
-    ST_LIST,
-    ST_COUNT,
-    ST_BEGIN,
-    ST_COMMIT,
-    ST_ROLLBACK,
-    ST_N,
+/* A page and, in every row, the total: one statement, so both come from one snapshot. */
+#define TODO_PAGE(order)                                                                           \
+    "SELECT " TODO_COLUMNS ", (SELECT count(*) FROM todos WHERE " TODO_MATCH ") AS total"          \
+    " FROM todos WHERE " TODO_MATCH " ORDER BY " order " LIMIT $4 OFFSET $5"
+
+/* The orders a listing may ask for; the first is the default. */
+static const struct {
+    const char *name, *sql;
+} orders[] = {
+    {"id", TODO_PAGE("id")},
+    {"-id", TODO_PAGE("id DESC")},
+    {"created_at", TODO_PAGE("created_at, id")},
+    {"-created_at", TODO_PAGE("created_at DESC, id DESC")},
 };
 
-/* Each string in parentheses: clang reads a bare concatenation in an array initializer as
- * a forgotten comma. */
-static const char *const stmt_sql[ST_N] = {
-    [ST_INSERT] = ("INSERT INTO todos (title, done, created_at, updated_at)"
-                   " VALUES (?1, ?2, ?3, ?3) RETURNING " TODO_COLUMNS),
-    [ST_GET] = ("SELECT " TODO_COLUMNS " FROM todos WHERE id = ?1"),
-    /* NULL leaves a column as it is: PUT binds both, PATCH what it was given. */
-    [ST_UPDATE] = ("UPDATE todos SET title = coalesce(?2, title), done = coalesce(?3, done),"
-                   " updated_at = ?4 WHERE id = ?1 RETURNING " TODO_COLUMNS),
-    [ST_DELETE] = "DELETE FROM todos WHERE id = ?1",
-    [ST_LIST] =
-        ("SELECT " TODO_COLUMNS " FROM todos " TODO_FILTER " ORDER BY id LIMIT ?3 OFFSET ?4"),
-    [ST_COUNT] = ("SELECT count(*) FROM todos " TODO_FILTER),
-    [ST_BEGIN] = "BEGIN",
-    [ST_COMMIT] = "COMMIT",
-    [ST_ROLLBACK] = "ROLLBACK",
-};
+/* The total alone, for a page past the end (it has no row to carry it). */
+static const char count_sql[] = "SELECT count(*) FROM todos WHERE " TODO_MATCH;
 
-/* Prepared on first use and kept for the life of the connection. */
-static sqlite3_stmt *stmts[ST_N];
+static const char get_sql[] = "SELECT " TODO_COLUMNS " FROM todos WHERE id = $1";
 
-/* Outcomes of the storage functions. */
-enum { DB_OK = 0, DB_ERR = -1, DB_NOT_FOUND = 1 };
+static const char delete_sql[] = "DELETE FROM todos WHERE id = $1";
 
-/* What a list request asks for. */
-typedef struct todo_filter {
-    int done;      /* 0 or 1; -1 for any */
-    const char *q; /* substring of the title, or NULL */
-    int64_t limit, offset;
-} todo_filter;
+/* $1 title, $2 done, $3 now (both timestamps). */
+#define TODO_INSERT                                                                                \
+    "INSERT INTO todos (title, done, created_at, updated_at) VALUES ($1, $2, $3, $3)"
 
-/* The fields a create or update sets: NULL title / done -1 leave them as they are. */
-typedef struct todo_input {
-    const char *title;
-    int done;
-} todo_input;
+/*
+ * $1 id, $2 title, $3 done, $4 now. NULL leaves a column as it is: PUT binds both, PATCH
+ * what it was given, so one statement applies either, and a PATCH never loses a
+ * concurrent change to the field it leaves alone.
+ */
+#define TODO_UPDATE                                                                                \
+    "UPDATE todos SET title = coalesce($2, title), done = coalesce($3, done), updated_at = $4"     \
+    " WHERE id = $1"
 
-static int db_fail(sqlite3 *conn)
+static const char insert_returning_sql[] = TODO_INSERT " RETURNING " TODO_COLUMNS;
+static const char update_returning_sql[] = TODO_UPDATE " RETURNING " TODO_COLUMNS;
+
+/* MySQL has no RETURNING: the statement alone, then the id this connection just inserted
+ * or the row just updated, read in the same batch (which keeps one connection). */
+static const char insert_sql[] = TODO_INSERT;
+static const char inserted_id_sql[] = "SELECT LAST_INSERT_ID()";
+static const char update_sql[] = TODO_UPDATE;
+
+/* SQLite (3.35+) and PostgreSQL return the row a statement wrote; MySQL does not. */
+static bool has_returning(void)
 {
-    db_errcode = conn ? sqlite3_extended_errcode(conn) : SQLITE_NOMEM;
-    snprintf(db_errmsg, sizeof db_errmsg, "%s", conn ? sqlite3_errmsg(conn) : "out of memory");
-    return DB_ERR;
+    return strcmp(nx_db_backend(), "mysql") != 0;
 }
 
-/* Now as ISO 8601 UTC with milliseconds ("2026-01-31T12:34:56.789Z"). */
+/* A todo as the API's JSON object (a new reference). */
+static json_t *todo_pack(int64_t id, const char *title, bool done, const char *created,
+                         const char *updated)
+{
+    return json_pack("{s:I, s:s, s:b, s:s, s:s}", "id", (json_int_t)id, "title", title ? title : "",
+                     "done", done, "created_at", created ? created : "", "updated_at",
+                     updated ? updated : "");
+}
+
+/* Row `row` of a TODO_COLUMNS result as JSON. The getters, not nx_db_row_json: `done` is
+ * a BOOLEAN in PostgreSQL and SQLite but a TINYINT in MySQL, and the API answers
+ * true/false from all three. */
+static json_t *todo_json(const nx_db_result *r, size_t row)
+{
+    return todo_pack(nx_db_i64(r, row, 0), nx_db_text(r, row, 1), nx_db_bool(r, row, 2),
+                     nx_db_text(r, row, 3), nx_db_text(r, row, 4));
+}
+
+/* Now as ISO 8601 UTC with milliseconds ("2026-01-31T12:34:56.789Z"): text that sorts
+ * in time order, and that every backend stores alike. */
 static void now_iso8601(char out[32])
 {
     struct timespec ts;
@@ -135,202 +130,16 @@ static void now_iso8601(char out[32])
     snprintf(out + n, 32 - n, ".%03ldZ", ts.tv_nsec / 1000000L);
 }
 
-/*
- * Creates the folders above path that do not exist yet (as `mkdir -p` of its dirname).
- * Returns 0, or -1 with errno set.
- */
-static int make_parents(char *path)
-{
-    for (char *s = path + 1; *s; s++) {
-        if (*s != '/')
-            continue;
-        *s = '\0';
-        int rc = mkdir(path, 0750);
-        int err = errno;
-        *s = '/';
-        if (rc != 0 && err != EEXIST) {
-            errno = err;
-            return -1;
-        }
-    }
-    return 0;
-}
-
-/* Opens path with the settings every connection needs and the table in place. */
-static sqlite3 *db_connect(const char *path)
-{
-    sqlite3 *conn = NULL;
-    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
-    if (sqlite3_open_v2(path, &conn, flags, NULL) != SQLITE_OK)
-        goto fail;
-    sqlite3_extended_result_codes(conn, 1);
-    if (sqlite3_busy_timeout(conn, BUSY_TIMEOUT_MS) != SQLITE_OK)
-        goto fail;
-    /* WAL: readers never wait for the writer, and every worker sees each commit at its
-     * next statement. synchronous=NORMAL is durable across process crashes (not across a
-     * power loss, where the last commits may roll back) and never corrupts the file. */
-    if (sqlite3_exec(conn, "PRAGMA journal_mode = WAL", NULL, NULL, NULL) != SQLITE_OK ||
-        sqlite3_exec(conn, "PRAGMA synchronous = NORMAL", NULL, NULL, NULL) != SQLITE_OK ||
-        sqlite3_exec(conn, schema_sql, NULL, NULL, NULL) != SQLITE_OK)
-        goto fail;
-    return conn;
-fail:
-    db_fail(conn);
-    sqlite3_close(conn);
-    return NULL;
-}
-
-static void db_close(void)
-{
-    for (int i = 0; i < ST_N; i++) {
-        sqlite3_finalize(stmts[i]);
-        stmts[i] = NULL;
-    }
-    sqlite3_close(db);
-    db = NULL;
-}
-
-/* This worker's connection, (re)opened when an earlier failure closed it. */
-static int db_ready(void)
-{
-    if (!db)
-        db = db_connect(db_file);
-    return db ? DB_OK : DB_ERR;
-}
-
-/* The statement for `which`, reset and ready to bind; NULL on failure (recorded). */
-static sqlite3_stmt *stmt(int which)
-{
-    if (db_ready() != DB_OK)
-        return NULL;
-    if (!stmts[which] && sqlite3_prepare_v3(db, stmt_sql[which], -1, SQLITE_PREPARE_PERSISTENT,
-                                            &stmts[which], NULL) != SQLITE_OK) {
-        db_fail(db);
-        return NULL;
-    }
-    return stmts[which];
-}
-
-/* Ends a use of st: an unreset statement would hold its read snapshot and hide later
- * commits of the other workers from this one. Returns rc. */
-static int done_with(sqlite3_stmt *st, int rc)
-{
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
-    return rc;
-}
-
-static const char *column_text(sqlite3_stmt *st, int col)
-{
-    const unsigned char *s = sqlite3_column_text(st, col);
-    return s ? (const char *)s : "";
-}
-
-/* The current row of a TODO_COLUMNS statement as the API's JSON object (new reference). */
-static json_t *row_to_json(sqlite3_stmt *st)
-{
-    return json_pack("{s:I, s:s, s:b, s:s, s:s}", "id", (json_int_t)sqlite3_column_int64(st, 0),
-                     "title", column_text(st, 1), "done", sqlite3_column_int(st, 2) != 0,
-                     "created_at", column_text(st, 3), "updated_at", column_text(st, 4));
-}
-
-/* Runs st, bound, expecting at most one row: DB_OK with *out, DB_NOT_FOUND, or DB_ERR. */
-static int one_row(sqlite3_stmt *st, json_t **out)
-{
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_DONE)
-        return done_with(st, DB_NOT_FOUND);
-    if (rc != SQLITE_ROW)
-        return done_with(st, db_fail(db));
-    *out = row_to_json(st);
-    rc = sqlite3_step(st); /* to SQLITE_DONE: a RETURNING statement completes here */
-    if (rc != SQLITE_DONE) {
-        json_decref(*out);
-        *out = NULL;
-        return done_with(st, db_fail(db));
-    }
-    return done_with(st, DB_OK);
-}
-
-/* A statement with no parameters and no rows (BEGIN, COMMIT, ROLLBACK). */
-static int exec_stmt(int which)
-{
-    sqlite3_stmt *st = stmt(which);
-    if (!st)
-        return DB_ERR;
-    return done_with(st, sqlite3_step(st) == SQLITE_DONE ? DB_OK : db_fail(db));
-}
-
-static int db_get(int64_t id, json_t **out)
-{
-    sqlite3_stmt *st = stmt(ST_GET);
-    if (!st)
-        return DB_ERR;
-    sqlite3_bind_int64(st, 1, id);
-    return one_row(st, out);
-}
-
-static int db_insert(const todo_input *in, json_t **out)
-{
-    char now[32];
-    sqlite3_stmt *st = stmt(ST_INSERT);
-    if (!st)
-        return DB_ERR;
-    now_iso8601(now);
-    sqlite3_bind_text(st, 1, in->title, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int(st, 2, in->done > 0);
-    sqlite3_bind_text(st, 3, now, -1, SQLITE_TRANSIENT);
-    int rc = one_row(st, out);
-    return rc == DB_NOT_FOUND ? db_fail(db) : rc;
-}
-
-/* One statement, so a PATCH never loses a concurrent change to the field it leaves alone. */
-static int db_update(int64_t id, const todo_input *in, json_t **out)
-{
-    char now[32];
-    sqlite3_stmt *st = stmt(ST_UPDATE);
-    if (!st)
-        return DB_ERR;
-    now_iso8601(now);
-    sqlite3_bind_int64(st, 1, id);
-    if (in->title)
-        sqlite3_bind_text(st, 2, in->title, -1, SQLITE_TRANSIENT);
-    if (in->done >= 0)
-        sqlite3_bind_int(st, 3, in->done);
-    sqlite3_bind_text(st, 4, now, -1, SQLITE_TRANSIENT);
-    return one_row(st, out);
-}
-
-static int db_delete(int64_t id)
-{
-    sqlite3_stmt *st = stmt(ST_DELETE);
-    if (!st)
-        return DB_ERR;
-    sqlite3_bind_int64(st, 1, id);
-    if (sqlite3_step(st) != SQLITE_DONE)
-        return done_with(st, db_fail(db));
-    return done_with(st, sqlite3_changes(db) > 0 ? DB_OK : DB_NOT_FOUND);
-}
-
-/* Binds ?1 and ?2 of TODO_FILTER; the search text becomes a LIKE pattern with its own
- * wildcards escaped, so "50%" finds "50%" and not "500". */
-static void bind_filter(sqlite3_stmt *st, const todo_filter *f, char *pattern)
-{
-    if (f->done >= 0)
-        sqlite3_bind_int(st, 1, f->done);
-    if (f->q)
-        sqlite3_bind_text(st, 2, pattern, -1, SQLITE_TRANSIENT);
-}
-
-static char *like_pattern(nx_arena *a, const char *q)
+/* "%q%" with q's own wildcards escaped, so "50%" finds "50%" and not "500". */
+static const char *like_pattern(nx_arena *a, const char *q)
 {
     if (!q)
-        return NULL;
+        return "%";
     char *p = nx_arena_alloc(a, 2 * strlen(q) + 3), *o = p;
     *o++ = '%';
     for (; *q; q++) {
-        if (*q == '%' || *q == '_' || *q == '\\')
-            *o++ = '\\';
+        if (*q == '%' || *q == '_' || *q == '!')
+            *o++ = '!';
         *o++ = *q;
     }
     *o++ = '%';
@@ -338,67 +147,27 @@ static char *like_pattern(nx_arena *a, const char *q)
     return p;
 }
 
-/* Appends the page of todos to items and sets *total, both from one read snapshot. */
-static int db_list(nx_arena *a, const todo_filter *f, json_t *items, int64_t *total)
-{
-    char *pattern = like_pattern(a, f->q);
-    if (exec_stmt(ST_BEGIN) != DB_OK)
-        return DB_ERR;
-    sqlite3_stmt *st = stmt(ST_COUNT);
-    if (!st)
-        goto fail;
-    bind_filter(st, f, pattern);
-    if (sqlite3_step(st) != SQLITE_ROW) {
-        done_with(st, db_fail(db));
-        goto fail;
-    }
-    *total = sqlite3_column_int64(st, 0);
-    done_with(st, DB_OK);
+/* ==== reading requests ================================================================ */
 
-    if (!(st = stmt(ST_LIST)))
-        goto fail;
-    bind_filter(st, f, pattern);
-    sqlite3_bind_int64(st, 3, f->limit);
-    sqlite3_bind_int64(st, 4, f->offset);
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-        json_array_append_new(items, row_to_json(st));
-    if (rc != SQLITE_DONE) {
-        done_with(st, db_fail(db));
-        goto fail;
-    }
-    done_with(st, DB_OK);
-    if (exec_stmt(ST_COMMIT) != DB_OK)
-        goto fail;
-    return DB_OK;
-fail:
-    /* Keep the failure's message, not ROLLBACK's. */
-    if (db && !sqlite3_get_autocommit(db)) {
-        char msg[sizeof db_errmsg];
-        int code = db_errcode;
-        memcpy(msg, db_errmsg, sizeof msg);
-        exec_stmt(ST_ROLLBACK);
-        memcpy(db_errmsg, msg, sizeof msg);
-        db_errcode = code;
-    }
-    return DB_ERR;
-}
+/* What a list request asks for. */
+typedef struct todo_filter {
+    int done;      /* 0 or 1; -1 for any */
+    const char *q; /* substring of the title, or NULL */
+    int64_t limit, offset;
+    const char *sql; /* the page statement of the order asked for */
+} todo_filter;
 
-/* ==== HTTP ============================================================================ */
+/* The fields a create or update sets: NULL title / done -1 leave them as they are. */
+typedef struct todo_input {
+    const char *title;
+    int done;
+} todo_input;
 
-/*
- * Answers 503 for a failed storage call and logs SQLite's reason, once, here. Unless the
- * failure was only another worker holding the lock past the busy timeout, the connection
- * is closed: the next request opens a fresh one (a replaced file, a dropped table).
- */
-static void db_unavailable(nx_res *res)
-{
-    nx_log_error("todo: database %s: %s (sqlite error %d)", db_file, db_errmsg, db_errcode);
-    int primary = db_errcode & 0xff;
-    if (primary != SQLITE_BUSY && primary != SQLITE_LOCKED)
-        db_close();
-    nx_problem(res, 503, "database unavailable");
-}
+typedef enum body_mode {
+    BODY_CREATE,  /* title required, done optional (false) */
+    BODY_REPLACE, /* title and done required */
+    BODY_PATCH,   /* at least one of them */
+} body_mode;
 
 /* A decimal integer in 0..max, digits only; false for anything else. */
 static bool parse_u64(const char *s, uint64_t max, uint64_t *out)
@@ -410,7 +179,7 @@ static bool parse_u64(const char *s, uint64_t max, uint64_t *out)
         if (*s < '0' || *s > '9')
             return false;
         unsigned d = (unsigned)(*s - '0');
-        if (v > (max - d) / 10)
+        if (d > max || v > (max - d) / 10) /* v * 10 + d > max, without overflow */
             return false;
         v = v * 10 + d;
     }
@@ -418,7 +187,8 @@ static bool parse_u64(const char *s, uint64_t max, uint64_t *out)
     return true;
 }
 
-/* Number of UTF-8 code points in s (jansson has checked that it is valid UTF-8). */
+/* Number of UTF-8 code points in s (jansson and the URL decoder hand over valid UTF-8
+ * or, for q, bytes whose count bounds the answer from above). */
 static size_t utf8_length(const char *s, size_t len)
 {
     size_t n = 0;
@@ -455,12 +225,6 @@ static bool path_id(nx_req *req, nx_res *res, int64_t *id)
     nx_problem(res, 404, "no todo with id %.40s", nx_req_param(req, "id"));
     return false;
 }
-
-typedef enum body_mode {
-    BODY_CREATE,  /* title required, done optional (false) */
-    BODY_REPLACE, /* title and done required */
-    BODY_PATCH,   /* at least one of them */
-} body_mode;
 
 /* Checks the title member and stores it trimmed, in the arena. Answers 422 on error. */
 static bool read_title(nx_req *req, nx_res *res, json_t *v, todo_input *in)
@@ -531,7 +295,11 @@ static bool read_fields(nx_req *req, nx_res *res, json_t *doc, body_mode mode, t
     return true;
 }
 
-/* The request body as a todo_input: 415, 400 or 422 answered when it is not one. */
+/*
+ * The request body as a todo_input: 415, 400 or 422 answered when it is not one. A body
+ * that is not JSON at all is a 400 (the request is malformed, RFC 9110 15.5.1); JSON of
+ * the wrong shape is a 422, as FastAPI answers it.
+ */
 static bool read_body(nx_req *req, nx_res *res, body_mode mode, todo_input *in)
 {
     *in = (todo_input){.title = NULL, .done = -1};
@@ -558,12 +326,15 @@ static bool read_filter(nx_req *req, nx_res *res, todo_filter *f)
     const char *limit = nx_req_query(req, "limit");
     const char *offset = nx_req_query(req, "offset");
     const char *done = nx_req_query(req, "done");
+    const char *order = nx_req_query(req, "order");
     uint64_t v;
 
-    *f = (todo_filter){.done = -1, .q = nx_req_query(req, "q"), .limit = LIMIT_DEFAULT};
+    *f = (todo_filter){
+        .done = -1, .q = nx_req_query(req, "q"), .limit = page_size, .sql = orders[0].sql};
     if (limit) {
-        if (!parse_u64(limit, LIMIT_MAX, &v) || v < 1) {
-            nx_problem(res, 422, "limit must be an integer from 1 to %d", LIMIT_MAX);
+        if (!parse_u64(limit, (uint64_t)max_page_size, &v) || v < 1) {
+            nx_problem(res, 422, "limit must be an integer from 1 to %lld",
+                       (long long)max_page_size);
             return false;
         }
         f->limit = (int64_t)v;
@@ -582,16 +353,24 @@ static bool read_filter(nx_req *req, nx_res *res, todo_filter *f)
         }
         f->done = strcmp(done, "true") == 0;
     }
-    if (f->q && strlen(f->q) > 4 * Q_MAX) { /* bytes: the cheap bound first */
+    if (f->q && (strlen(f->q) > 4 * Q_MAX || utf8_length(f->q, strlen(f->q)) > Q_MAX)) {
         nx_problem(res, 422, "q must be at most %d characters", Q_MAX);
         return false;
     }
-    if (f->q && utf8_length(f->q, strlen(f->q)) > Q_MAX) {
-        nx_problem(res, 422, "q must be at most %d characters", Q_MAX);
-        return false;
+    if (order) {
+        size_t i = 0;
+        while (i < COUNT(orders) && strcmp(order, orders[i].name) != 0)
+            i++;
+        if (i == COUNT(orders)) {
+            nx_problem(res, 422, "order must be id, -id, created_at or -created_at");
+            return false;
+        }
+        f->sql = orders[i].sql;
     }
     return true;
 }
+
+/* ==== handlers ======================================================================== */
 
 /* GET /todos */
 static void list_todos(nx_req *req, nx_res *res)
@@ -599,13 +378,31 @@ static void list_todos(nx_req *req, nx_res *res)
     todo_filter f;
     if (!read_filter(req, res, &f))
         return;
-    json_t *items = json_array();
-    int64_t total = 0;
-    if (db_list(nx_req_arena(req), &f, items, &total) != DB_OK) {
-        json_decref(items);
-        db_unavailable(res);
+    /* $1, $2: see TODO_MATCH. done=true shows (true, true), false (false, false). */
+    nx_db_value args[] = {
+        NX_DB_BOOLV(f.done != 0),
+        NX_DB_BOOLV(f.done == 1),
+        NX_DB_STR(like_pattern(nx_req_arena(req), f.q)),
+        NX_DB_I64(f.limit),
+        NX_DB_I64(f.offset),
+    };
+    nx_db_result *page = nx_db_query(req, f.sql, args, COUNT(args));
+    if (!page) {
+        nx_db_problem(req, res);
         return;
     }
+    int64_t total = nx_db_i64(page, 0, 5); /* 0 when the page is empty */
+    if (nx_db_rows(page) == 0 && f.offset > 0) {
+        nx_db_result *c = nx_db_query(req, count_sql, args, 3); /* $1..$3 only */
+        if (!c) {
+            nx_db_problem(req, res);
+            return;
+        }
+        total = nx_db_i64(c, 0, 0);
+    }
+    json_t *items = json_array();
+    for (size_t i = 0; i < nx_db_rows(page); i++)
+        json_array_append_new(items, todo_json(page, i));
     nx_json(res, 200,
             json_pack("{s:o, s:I, s:I, s:I}", "items", items, "total", (json_int_t)total, "limit",
                       (json_int_t)f.limit, "offset", (json_int_t)f.offset));
@@ -615,11 +412,27 @@ static void list_todos(nx_req *req, nx_res *res)
 static void create_todo(nx_req *req, nx_res *res)
 {
     todo_input in;
-    json_t *todo = NULL;
+    char now[32];
     if (!read_body(req, res, BODY_CREATE, &in))
         return;
-    if (db_insert(&in, &todo) != DB_OK) {
-        db_unavailable(res);
+    now_iso8601(now);
+    nx_db_value args[] = {NX_DB_STR(in.title), NX_DB_BOOLV(in.done > 0), NX_DB_STR(now)};
+    json_t *todo = NULL;
+    if (has_returning()) {
+        nx_db_result *r = nx_db_query(req, insert_returning_sql, args, COUNT(args));
+        if (r)
+            todo = todo_json(r, 0);
+    } else {
+        /* The row is what was inserted; only its id comes from the database. */
+        nx_db_stmt steps[] = {
+            {.sql = insert_sql, .params = args, .nparams = COUNT(args)},
+            {.sql = inserted_id_sql},
+        };
+        if (nx_db_batch(req, steps, COUNT(steps)) == NX_OK)
+            todo = todo_pack(nx_db_i64(steps[1].result, 0, 0), in.title, in.done > 0, now, now);
+    }
+    if (!todo) {
+        nx_db_problem(req, res);
         return;
     }
     json_int_t id = json_integer_value(json_object_get(todo, "id"));
@@ -627,28 +440,24 @@ static void create_todo(nx_req *req, nx_res *res)
     nx_json(res, 201, todo);
 }
 
-/* The response to a storage call on todo id: status with todo (204: no body), 404, or 503. */
-static void answer(nx_res *res, int rc, int64_t id, int status, json_t *todo)
+/* Answers a statement's result about todo id: its first row, or 404 when it has none. */
+static void answer_todo(nx_req *req, nx_res *res, nx_db_result *r, int64_t id)
 {
-    if (rc == DB_OK && status == 204)
-        nx_res_status(res, status);
-    else if (rc == DB_OK)
-        nx_json(res, status, todo);
-    else if (rc == DB_NOT_FOUND)
+    if (!r)
+        nx_db_problem(req, res);
+    else if (nx_db_rows(r) == 0)
         nx_problem(res, 404, "no todo with id %lld", (long long)id);
     else
-        db_unavailable(res);
+        nx_json(res, 200, todo_json(r, 0));
 }
 
 /* GET /todos/{id} */
 static void get_todo(nx_req *req, nx_res *res)
 {
     int64_t id;
-    json_t *todo = NULL;
     if (!path_id(req, res, &id))
         return;
-    int rc = db_get(id, &todo); /* before answer() reads todo */
-    answer(res, rc, id, 200, todo);
+    answer_todo(req, res, nx_db_query(req, get_sql, NX_DB_ARGS(NX_DB_I64(id))), id);
 }
 
 /* PUT and PATCH /todos/{id} */
@@ -656,11 +465,24 @@ static void update_todo(nx_req *req, nx_res *res, body_mode mode)
 {
     int64_t id;
     todo_input in;
-    json_t *todo = NULL;
+    char now[32];
     if (!path_id(req, res, &id) || !read_body(req, res, mode, &in))
         return;
-    int rc = db_update(id, &in, &todo); /* before answer() reads todo */
-    answer(res, rc, id, 200, todo);
+    now_iso8601(now);
+    nx_db_value args[] = {NX_DB_I64(id), NX_DB_STR(in.title),
+                          in.done < 0 ? NX_DB_NULLV : NX_DB_BOOLV(in.done), NX_DB_STR(now)};
+    nx_db_result *r;
+    if (has_returning()) {
+        r = nx_db_query(req, update_returning_sql, args, COUNT(args));
+    } else {
+        /* The read sees the row as the update left it, or no row when there is none. */
+        nx_db_stmt steps[] = {
+            {.sql = update_sql, .params = args, .nparams = COUNT(args)},
+            {.sql = get_sql, .params = args, .nparams = 1},
+        };
+        r = nx_db_batch(req, steps, COUNT(steps)) == NX_OK ? steps[1].result : NULL;
+    }
+    answer_todo(req, res, r, id);
 }
 
 static void replace_todo(nx_req *req, nx_res *res)
@@ -679,82 +501,32 @@ static void delete_todo(nx_req *req, nx_res *res)
     int64_t id;
     if (!path_id(req, res, &id))
         return;
-    answer(res, db_delete(id), id, 204, NULL);
+    nx_db_result *r = nx_db_query(req, delete_sql, NX_DB_ARGS(NX_DB_I64(id)));
+    if (!r)
+        nx_db_problem(req, res);
+    else if (nx_db_affected(r) == 0)
+        nx_problem(res, 404, "no todo with id %lld", (long long)id);
+    else
+        nx_res_status(res, 204);
 }
 
 /* ==== lifecycle ======================================================================= */
 
-/* In each worker: its own connection. A failure is logged and the worker still starts;
- * the todo routes answer 503 and retry the open on each request, rather than the worker
- * exiting in a loop and taking the other plugins' routes with it. */
-static int worker_start(nx_plugin *p)
-{
-    if (db_ready() != DB_OK)
-        nx_log_error("todo: cannot open database %s: %s", db_file, db_errmsg);
-    return 0;
-}
-
-static void worker_stop(nx_plugin *p)
-{
-    db_close();
-}
-
-static bool db_check(const char **why)
-{
-    if (db_ready() == DB_OK)
-        return true;
-    *why = "the todo database cannot be opened";
-    return false;
-}
-
-/*
- * Resolves db_path against the current folder, creates the folders it needs and the
- * database with its table, and closes it again before the workers are forked: an SQLite
- * connection must not cross a fork.
- */
-static int open_storage(const char *path)
-{
-    char file[PATH_MAX];
-    if (!path || !*path || strcmp(path, ":memory:") == 0 || strncmp(path, "file:", 5) == 0) {
-        nx_log_error("todo: db_path must be a file path that every worker can open, not \"%s\"",
-                     path ? path : "");
-        return -1;
-    }
-    if (path[0] == '/') {
-        if (snprintf(file, sizeof file, "%s", path) >= (int)sizeof file)
-            goto too_long;
-    } else {
-        char cwd[PATH_MAX];
-        if (!getcwd(cwd, sizeof cwd)) {
-            nx_log_error("todo: db_path %s is relative and the current folder is unknown: %s", path,
-                         strerror(errno));
-            return -1;
-        }
-        if (snprintf(file, sizeof file, "%s/%s", cwd, path) >= (int)sizeof file)
-            goto too_long;
-    }
-    if (make_parents(file) != 0) {
-        nx_log_error("todo: cannot create the folder of %s: %s", file, strerror(errno));
-        return -1;
-    }
-    sqlite3 *conn = db_connect(file);
-    if (!conn) {
-        nx_log_error("todo: cannot open database %s: %s", file, db_errmsg);
-        return -1;
-    }
-    sqlite3_close(conn);
-    memcpy(db_file, file, sizeof db_file);
-    nx_log_info("todo: database %s", db_file);
-    return 0;
-too_long:
-    nx_log_error("todo: db_path is longer than %d bytes", PATH_MAX - 1);
-    return -1;
-}
-
 static int todo_init(nx_plugin *p)
 {
-    if (open_storage(nx_plugin_config(p, "db_path")) != 0)
+    page_size = nx_plugin_config_int(p, "page_size");
+    max_page_size = nx_plugin_config_int(p, "max_page_size");
+    if (max_page_size < 1 || max_page_size > PAGE_SIZE_LIMIT) {
+        nx_log_error("todo: plugins.todo.max_page_size must be from 1 to %d, not %lld",
+                     PAGE_SIZE_LIMIT, (long long)max_page_size);
         return -1;
+    }
+    if (page_size < 1 || page_size > max_page_size) {
+        nx_log_error("todo: plugins.todo.page_size must be from 1 to max_page_size (%lld), "
+                     "not %lld",
+                     (long long)max_page_size, (long long)page_size);
+        return -1;
+    }
     static const struct {
         const char *method, *pattern;
         nx_handler_fn fn;
@@ -766,23 +538,23 @@ static int todo_init(nx_plugin *p)
         {"PATCH", "/todos/{id:int}", patch_todo},
         {"DELETE", "/todos/{id:int}", delete_todo},
     };
-    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
+    for (size_t i = 0; i < COUNT(routes); i++)
         if (nx_route(p, routes[i].method, routes[i].pattern, routes[i].fn, NX_ROUTE_DEFAULT) !=
             NX_OK)
             return -1;
-    if (nx_on_worker(p, worker_start, worker_stop) != NX_OK ||
-        nx_ready_check(p, "todo-db", db_check) != NX_OK)
-        return -1;
     return 0;
 }
 
 static const nx_plugin_setting settings[] = {
-    {.name = "db_path",
-     .type = NX_SETTING_STR,
-     .def = "data/todo.db",
-     .help = "SQLite file shared by the workers; relative to the working folder, missing "
-             "folders are created"},
+    {.name = "page_size",
+     .type = NX_SETTING_INT,
+     .def = "20",
+     .help = "todos per page when a listing gives no limit"},
+    {.name = "max_page_size",
+     .type = NX_SETTING_INT,
+     .def = "100",
+     .help = "the largest limit a listing may ask for (at most 1000)"},
     {.name = NULL},
 };
 
-NEXUS_PLUGIN_WITH_SETTINGS("todo", "1.0.0", todo_init, NULL, settings);
+NEXUS_PLUGIN_WITH_SETTINGS("todo", "1.1.0", todo_init, NULL, settings);

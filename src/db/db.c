@@ -841,7 +841,13 @@ int nx_db_session_commit(nx_db_session *s)
 
 int nx_db_session_rollback(nx_db_session *s)
 {
-    return end_tx(s, "ROLLBACK");
+    /* A rollback usually follows a failure the caller still has to answer: a successful
+     * one keeps that error. */
+    nx_db_error before = s->err;
+    int rc = end_tx(s, "ROLLBACK");
+    if (rc == NX_OK)
+        s->err = before;
+    return rc;
 }
 
 /* ---- the request API ---------------------------------------------------------------- */
