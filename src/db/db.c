@@ -13,6 +13,7 @@
 #include "db/db_impl.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,8 +34,6 @@
 #define PING_IDLE_MS 5000
 /* The time given to ROLLBACK at the end of a request whose own deadline may be over. */
 #define CLEANUP_MS 5000
-/* Prepared statements kept per connection before the cache is emptied. */
-#define CACHE_MAX 512
 #define CACHE_BUCKETS 64
 
 typedef struct pool_waiter {
@@ -324,7 +323,13 @@ static json_t *value_json(const nx_db_value *v)
 {
     switch (v->type) {
     case NX_DB_INT: return json_integer(v->v.i);
-    case NX_DB_FLOAT: return json_real(v->v.f);
+    case NX_DB_FLOAT:
+        /* JSON has no NaN or infinities: they travel as the text PostgreSQL writes. */
+        if (isnan(v->v.f))
+            return json_string("NaN");
+        if (isinf(v->v.f))
+            return json_string(v->v.f > 0 ? "Infinity" : "-Infinity");
+        return json_real(v->v.f);
     case NX_DB_BOOL: return json_boolean(v->v.b);
     case NX_DB_TEXT: {
         json_t *j = json_stringn(v->v.s.ptr, v->v.s.len);
@@ -378,7 +383,7 @@ nx_db_cached *nx_db_cache_find(nx_db_conn *c, const char *sql)
 nx_db_cached *nx_db_cache_add(nx_db_conn *c, const char *sql)
 {
     static unsigned next_id;
-    if (c->ncached >= CACHE_MAX)
+    if (c->ncached >= NX_DB_CACHE_MAX)
         nx_db_cache_clear(c);
     if (!c->cache)
         c->cache = nx_xcalloc(CACHE_BUCKETS, sizeof(*c->cache));
@@ -433,6 +438,28 @@ void nx_db_cache_clear(nx_db_conn *c)
 
 /* ---- placeholders ----------------------------------------------------------------- */
 
+/* The length of the dollar-quote opening at p ("$$" or "$tag$"), or 0 when it is none. */
+static size_t dollar_tag(const char *p)
+{
+    size_t i = 1;
+    if (!((p[i] >= 'A' && p[i] <= 'Z') || (p[i] >= 'a' && p[i] <= 'z') || p[i] == '_' ||
+          p[i] == '$'))
+        return 0;
+    while ((p[i] >= 'A' && p[i] <= 'Z') || (p[i] >= 'a' && p[i] <= 'z') || p[i] == '_' ||
+           (p[i] >= '0' && p[i] <= '9'))
+        i++;
+    return p[i] == '$' ? i + 1 : 0;
+}
+
+/* The first occurrence of the n bytes at needle in s, or NULL. */
+static const char *strstr_n(const char *s, const char *needle, size_t n)
+{
+    for (; *s; s++)
+        if (strncmp(s, needle, n) == 0)
+            return s;
+    return NULL;
+}
+
 char *nx_db_translate(const char *sql, nx_db_ph_style style, int *order, size_t max_order,
                       size_t *norder, int *nparams, char *err, size_t errlen)
 {
@@ -475,6 +502,15 @@ char *nx_db_translate(const char *sql, nx_db_ph_style style, int *order, size_t 
                 out[o++] = *p++;
                 out[o++] = *p++;
             }
+        } else if (q == '$' && dollar_tag(p) > 0) {
+            /* A PostgreSQL dollar-quoted string ($$...$$, $fn$...$fn$): a function body
+             * may use $1 for its own parameters. */
+            size_t tag = dollar_tag(p);
+            const char *end = strstr_n(p + tag, p, tag);
+            size_t span = end ? (size_t)(end - p) + tag : strlen(p);
+            memcpy(out + o, p, span);
+            o += span;
+            p += span;
         } else if (q == '$' && p[1] >= '0' && p[1] <= '9') {
             const char *d = p + 1;
             long num = 0;

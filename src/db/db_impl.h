@@ -150,7 +150,12 @@ void nx_db_result_set_bytes(nx_db_result *r, nx_db_value *v, nx_db_type type, co
                             size_t len);
 void nx_db_result_set_affected(nx_db_result *r, int64_t n);
 
-/* Prepared statements of a connection, by SQL text. */
+/*
+ * Prepared statements of a connection, by SQL text. Adding to a cache that holds
+ * NX_DB_CACHE_MAX entries empties it first (drivers that refer to entries across a batch
+ * make room before the batch).
+ */
+#define NX_DB_CACHE_MAX 512
 nx_db_cached *nx_db_cache_find(nx_db_conn *c, const char *sql);
 /* Adds an entry (the SQL is copied) and returns it; the driver sets ->handle. */
 nx_db_cached *nx_db_cache_add(nx_db_conn *c, const char *sql);

@@ -15,14 +15,19 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <arpa/inet.h>
 #include <libpq-fe.h>
+
+#include <nexus/log.h>
 
 #include "core/util.h"
 #include "db/db_impl.h"
@@ -77,33 +82,77 @@ static int fail_result(pg_conn *c, nx_db_call *call, const PGresult *res)
 
 /* ---- cancellation ---- */
 
+/*
+ * One cancellation, shared by the thread that sends it and the coroutine that waits for
+ * it to be sent: the last of the two to let go frees it.
+ */
+typedef struct cancel_job {
+    PGcancel *cancel;
+    int done_fd; /* eventfd: the thread has sent the request */
+    atomic_int refs;
+} cancel_job;
+
+static void cancel_put(cancel_job *j)
+{
+    if (atomic_fetch_sub(&j->refs, 1) == 1) {
+        close(j->done_fd);
+        PQfreeCancel(j->cancel);
+        free(j);
+    }
+}
+
 static void *cancel_main(void *arg)
 {
-    PGcancel *cancel = arg;
+    cancel_job *j = arg;
     char err[256];
-    PQcancel(cancel, err, sizeof(err));
-    PQfreeCancel(cancel);
+    PQcancel(j->cancel, err, sizeof(err));
+    uint64_t one = 1;
+    ssize_t w = write(j->done_fd, &one, sizeof(one));
+    (void)w;
+    cancel_put(j);
     return NULL;
 }
 
-/* Asks the server to cancel what c runs, without blocking the worker. */
-static bool send_cancel(pg_conn *c)
+/* Asks the server to cancel what c runs, without blocking the worker. NULL if it cannot. */
+static cancel_job *send_cancel(pg_conn *c)
 {
-    PGcancel *cancel = PQgetCancel(c->pg);
-    if (!cancel)
-        return false;
+    cancel_job *j = nx_xcalloc(1, sizeof(*j));
+    j->cancel = PQgetCancel(c->pg);
+    j->done_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (!j->cancel || j->done_fd < 0) {
+        if (j->done_fd >= 0)
+            close(j->done_fd);
+        PQfreeCancel(j->cancel);
+        free(j);
+        return NULL;
+    }
+    atomic_init(&j->refs, 2);
     pthread_t t;
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     pthread_attr_setstacksize(&attr, 64 * 1024);
-    int rc = pthread_create(&t, &attr, cancel_main, cancel);
+    int rc = pthread_create(&t, &attr, cancel_main, j);
     pthread_attr_destroy(&attr);
     if (rc != 0) {
-        PQfreeCancel(cancel);
-        return false;
+        atomic_init(&j->refs, 1);
+        cancel_put(j);
+        return NULL;
     }
-    return true;
+    return j;
+}
+
+/*
+ * Waits until the cancel request has been delivered. Until then it could still reach the
+ * server after the connection went back to the pool, and cancel the next request's
+ * statement instead; a connection whose cancellation is still in flight at the deadline
+ * is closed rather than reused.
+ */
+static void cancel_finish(pg_conn *c, nx_db_call *drain, cancel_job *j)
+{
+    if (nx_wait_fd(drain->loop, j->done_fd, EPOLLIN, drain->deadline) <= 0)
+        c->base.broken = true;
+    cancel_put(j);
 }
 
 /* ---- waiting on the socket ---- */
@@ -152,6 +201,15 @@ static int next_result(pg_conn *c, nx_db_call *call, PGresult **out)
 }
 
 /* ---- connecting ---- */
+
+/* Server notices (RAISE NOTICE, warnings) go to the log, not to the worker's stderr. */
+static void on_notice(void *arg, const char *message)
+{
+    size_t n = strlen(message);
+    while (n && message[n - 1] == '\n')
+        n--;
+    nx_log_info("postgresql: %.*s", (int)n, message);
+}
 
 static bool is_address(const char *host)
 {
@@ -230,6 +288,7 @@ static nx_db_conn *pg_connect(const nx_db_settings *s, nx_db_call *call)
         free(c);
         return NULL;
     }
+    PQsetNoticeProcessor(c->pg, on_notice, NULL);
     if (PQsetnonblocking(c->pg, 1) != 0) {
         nx_db_fail(call, NX_DB_UNAVAILABLE, "08001", 0, "PQsetnonblocking: %s",
                    PQerrorMessage(c->pg));
@@ -275,13 +334,10 @@ static bool pg_alive(nx_db_conn *base)
         return false; /* the server closed it */
     if (r < 0)
         return errno == EAGAIN || errno == EWOULDBLOCK;
-    /* Something arrived unasked: a termination notice, or a notification. */
-    if (!PQconsumeInput(c->pg) || PQstatus(c->pg) != CONNECTION_OK)
-        return false;
-    PGnotify *nt;
-    while ((nt = PQnotifies(c->pg)))
-        PQfreemem(nt);
-    return true;
+    /* Something arrived unasked on an idle session: in practice the server's "terminating
+     * connection" notice, whose end of file may not have arrived yet. Nexus listens to no
+     * notifications, so the session is given up rather than trusted. */
+    return false;
 }
 
 /* ---- simple queries (scripts, transactions, pings) ---- */
@@ -294,23 +350,26 @@ static int pg_script(nx_db_conn *base, nx_db_call *call, const char *sql)
     if (flush(c, call) != NX_OK)
         return NX_ERR;
     int rc = NX_OK;
-    bool cancelled = false;
+    cancel_job *job = NULL;
+    bool timed_out = false;
     nx_db_call drain = *call;
     for (;;) {
         PGresult *res;
-        int w = next_result(c, cancelled ? &drain : call, &res);
+        int w = next_result(c, job ? &drain : call, &res);
         if (w == NX_DB_WAIT_TIMEOUT || w == NX_DB_WAIT_GONE) {
-            if (cancelled || !send_cancel(c)) {
+            timed_out = true;
+            if (job || !(job = send_cancel(c))) {
                 c->base.broken = true;
-                return nx_db_fail_deadline(call, "statement");
+                break;
             }
-            cancelled = true;
             drain.gone = NULL;
             drain.deadline = nx_now_ms() + CANCEL_DRAIN_MS;
             continue;
         }
-        if (w != NX_OK)
-            return NX_ERR;
+        if (w != NX_OK) {
+            rc = NX_ERR;
+            break;
+        }
         if (!res)
             break;
         ExecStatusType st = PQresultStatus(res);
@@ -322,7 +381,9 @@ static int pg_script(nx_db_conn *base, nx_db_call *call, const char *sql)
                             "a statement of the transaction failed, so COMMIT rolled it back");
         PQclear(res);
     }
-    if (cancelled)
+    if (job)
+        cancel_finish(c, &drain, job);
+    if (timed_out)
         return nx_db_fail_deadline(call, "statement");
     return rc;
 }
@@ -336,8 +397,9 @@ static int pg_ping(nx_db_conn *base, nx_db_call *call)
 
 /* Per statement: whether this batch prepares it, and its prepared name. */
 typedef struct plan {
-    nx_db_cached *e;
+    nx_db_cached *e; /* NULL: the unnamed statement */
     bool prepare;
+    int want; /* parameters the statement uses */
     char name[24];
 } plan;
 
@@ -445,36 +507,41 @@ static int count_params(nx_db_call *call, const char *sql)
     return highest;
 }
 
-static int pg_run(nx_db_conn *base, nx_db_call *call, nx_db_stmt *stmts, size_t n)
+static int run_once(nx_db_conn *base, nx_db_call *call, nx_db_stmt *stmts, size_t n)
 {
     pg_conn *c = (pg_conn *)base;
     plan *plans = nx_arena_calloc(call->arena, n ? n : 1, sizeof(*plans));
 
-    /* Everything is checked before anything is sent. */
+    /* Everything is checked before anything is sent. A statement new to the connection is
+     * prepared under a name and kept; once the cache is full, further new ones are
+     * prepared as the unnamed statement, which each Parse replaces, in the same round trip.
+     * The cache is never emptied here, so no plan can point to a freed entry. */
     for (size_t i = 0; i < n; i++) {
         plan *p = &plans[i];
         p->e = nx_db_cache_find(base, stmts[i].sql);
-        if (!p->e) {
-            int want = count_params(call, stmts[i].sql);
-            if (want < 0)
-                return NX_ERR;
-            p->e = nx_db_cache_add(base, stmts[i].sql);
-            p->e->handle = (void *)(intptr_t)(want + 1); /* nparams + 1: set, never NULL */
+        if (p->e) {
+            p->want = (int)(intptr_t)p->e->handle - 1;
+            snprintf(p->name, sizeof(p->name), "nx%u", p->e->id);
+        } else {
+            p->want = count_params(call, stmts[i].sql);
             p->prepare = true;
-            /* A statement used twice in one batch is prepared by its first use only. */
-            for (size_t j = 0; j < i; j++)
-                if (plans[j].e == p->e)
-                    p->prepare = false;
+            if (p->want >= 0 && base->ncached < NX_DB_CACHE_MAX) {
+                p->e = nx_db_cache_add(base, stmts[i].sql);
+                p->e->handle = (void *)(intptr_t)(p->want + 1); /* never NULL */
+                snprintf(p->name, sizeof(p->name), "nx%u", p->e->id);
+            }
         }
-        int want = (int)(intptr_t)p->e->handle - 1;
-        if ((size_t)want != stmts[i].nparams) {
-            if (p->prepare)
-                nx_db_cache_remove(base, p->e);
+        if (p->want < 0 || (size_t)p->want != stmts[i].nparams) {
+            /* Nothing was sent: what this batch added to the cache is not on the server. */
+            for (size_t k = 0; k <= i; k++)
+                if (plans[k].prepare && plans[k].e)
+                    nx_db_cache_remove(base, plans[k].e);
+            if (p->want < 0)
+                return NX_ERR;
             return nx_db_fail(call, NX_DB_MISUSE, NULL, 0,
-                              "the statement uses %d parameter(s) and %zu were given: %.120s", want,
-                              stmts[i].nparams, stmts[i].sql);
+                              "the statement uses %d parameter(s) and %zu were given: %.120s",
+                              p->want, stmts[i].nparams, stmts[i].sql);
         }
-        snprintf(p->name, sizeof(p->name), "nx%u", p->e->id);
     }
 
     if (!PQenterPipelineMode(c->pg))
@@ -498,21 +565,20 @@ static int pg_run(nx_db_conn *base, nx_db_call *call, nx_db_stmt *stmts, size_t 
     /* Results come back in order: per statement, its Parse (when sent) then its rows,
      * each followed by a NULL; then the Sync. */
     int rc = NX_OK;
-    bool cancelled = false;
+    cancel_job *job = NULL;
+    bool timed_out = false;
     nx_db_call drain = *call;
     size_t i = 0;
     bool in_prepare = n && plans[0].prepare;
     for (;;) {
         PGresult *res;
-        int w = next_result(c, cancelled ? &drain : call, &res);
+        int w = next_result(c, job ? &drain : call, &res);
         if (w == NX_DB_WAIT_TIMEOUT || w == NX_DB_WAIT_GONE) {
-            if (cancelled || !send_cancel(c)) {
+            timed_out = true;
+            if (job || !(job = send_cancel(c))) {
                 c->base.broken = true;
-                if (rc == NX_OK)
-                    rc = nx_db_fail_deadline(call, "statement");
                 break;
             }
-            cancelled = true;
             drain.gone = NULL;
             drain.deadline = nx_now_ms() + CANCEL_DRAIN_MS;
             continue;
@@ -540,7 +606,7 @@ static int pg_run(nx_db_conn *base, nx_db_call *call, nx_db_stmt *stmts, size_t 
             if (rc == NX_OK)
                 rc = fail_result(c, call, res);
             /* A failed Parse leaves no statement on the server. */
-            if (i < n && plans[i].prepare && in_prepare)
+            if (i < n && plans[i].prepare && in_prepare && plans[i].e)
                 plans[i].e->handle = (void *)(intptr_t)-1;
         } else if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
             if (!in_prepare && i < n && rc == NX_OK)
@@ -569,11 +635,34 @@ static int pg_run(nx_db_conn *base, nx_db_call *call, nx_db_stmt *stmts, size_t 
                     plans[j].e = NULL;
         }
     }
-    if (cancelled && rc == NX_OK)
+    if (job)
+        cancel_finish(c, &drain, job);
+    if (timed_out) {
+        /* Whatever the drain said (57014, mostly), the call ran out of time. */
+        for (size_t k = 0; k < n; k++)
+            stmts[k].result = NULL;
         rc = nx_db_fail_deadline(call, "statement");
-    else if (cancelled && call->err->kind == NX_DB_TIMEOUT && call->gone && *call->gone)
-        call->err->kind = NX_DB_CANCELED;
+    }
     return rc;
+}
+
+/*
+ * A statement prepared earlier can go stale under the connection: the session dropped it
+ * (DISCARD ALL, DEALLOCATE: 26000), or its table changed shape (0A000, "cached plan must not
+ * change result type"). Outside a transaction the failed batch changed nothing, so the
+ * statements are prepared again and the batch runs once more.
+ */
+static int pg_run(nx_db_conn *base, nx_db_call *call, nx_db_stmt *stmts, size_t n)
+{
+    int rc = run_once(base, call, stmts, n);
+    if (rc == NX_OK || base->in_tx || base->broken)
+        return rc;
+    if (strcmp(call->err->sqlstate, "26000") != 0 && strcmp(call->err->sqlstate, "0A000") != 0)
+        return rc;
+    if (pg_script(base, call, "DEALLOCATE ALL") != NX_OK)
+        return NX_ERR;
+    nx_db_cache_clear(base);
+    return run_once(base, call, stmts, n);
 }
 
 const nx_db_driver nx_db_pg_driver = {

@@ -227,6 +227,8 @@ int nx_db_settings_load(nx_db_settings *s, const nx_config *cfg, char *err, size
         }
     }
     if (s->kind != NX_DBK_SQLITE && !*s->host) {
+        if (!*url)
+            nx_config_get(cfg, "database.host", &src);
         snprintf(err, errlen, "%s: database.host is empty; a %s database needs a server", src,
                  s->kind == NX_DBK_MYSQL ? "mysql" : "postgresql");
         return NX_ERR;
