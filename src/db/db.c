@@ -438,6 +438,13 @@ void nx_db_cache_clear(nx_db_conn *c)
 
 /* ---- placeholders ----------------------------------------------------------------- */
 
+/* A byte of an unquoted name: PostgreSQL and MySQL names may hold '$' ("a$1"). */
+static bool is_name_byte(char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '$' || (unsigned char)c >= 0x80;
+}
+
 /* The length of the dollar-quote opening at p ("$$" or "$tag$"), or 0 when it is none. */
 static size_t dollar_tag(const char *p)
 {
@@ -470,8 +477,14 @@ char *nx_db_translate(const char *sql, nx_db_ph_style style, int *order, size_t 
     const char *p = sql;
     while (*p) {
         char q = *p;
-        if (q == '\'' || q == '"' || q == '`') {
-            /* A quoted string or name; a doubled quote stays inside. */
+        if (q == '$' && p > sql && is_name_byte(p[-1])) {
+            out[o++] = *p++; /* inside a name: "a$1" is no placeholder, "a$b$" no quote */
+        } else if (q == '\'' || q == '"' || q == '`') {
+            /* A quoted string or name; a doubled quote stays inside. MySQL's strings and
+             * PostgreSQL's E'...' strings take backslash escapes. */
+            bool escapes = q == '\'' &&
+                           (style == NX_DB_PH_QMARK || (p > sql && (p[-1] == 'E' || p[-1] == 'e') &&
+                                                        (p - 1 == sql || !is_name_byte(p[-2]))));
             out[o++] = *p++;
             while (*p) {
                 if (*p == q && p[1] == q) {
@@ -479,8 +492,8 @@ char *nx_db_translate(const char *sql, nx_db_ph_style style, int *order, size_t 
                     out[o++] = *p++;
                     continue;
                 }
-                if (*p == '\\' && q == '\'' && style == NX_DB_PH_QMARK && p[1]) {
-                    out[o++] = *p++; /* MySQL's backslash escapes */
+                if (*p == '\\' && escapes && p[1]) {
+                    out[o++] = *p++; /* a backslash escape */
                     out[o++] = *p++;
                     continue;
                 }
