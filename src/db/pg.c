@@ -200,6 +200,45 @@ static int next_result(pg_conn *c, nx_db_call *call, PGresult **out)
     return NX_OK;
 }
 
+/*
+ * Reads a statement's results to their end, cancelling the statement once if the call's
+ * time runs out first (the drain then gets CANCEL_DRAIN_MS of its own).
+ */
+typedef struct reader {
+    pg_conn *c;
+    nx_db_call *call;
+    nx_db_call drain;
+    cancel_job *job;
+    bool timed_out;
+} reader;
+
+/*
+ * The next result (NULL ends one statement's results): NX_OK, NX_ERR (the connection
+ * failed, err filled), or NX_AGAIN when even the cancelled statement did not end in time
+ * (the connection is marked broken).
+ */
+static int read_next(reader *r, PGresult **res)
+{
+    for (;;) {
+        int w = next_result(r->c, r->job ? &r->drain : r->call, res);
+        if (w != NX_DB_WAIT_TIMEOUT && w != NX_DB_WAIT_GONE)
+            return w;
+        r->timed_out = true;
+        if (r->job || !(r->job = send_cancel(r->c))) {
+            r->c->base.broken = true;
+            return NX_AGAIN;
+        }
+        r->drain.gone = NULL;
+        r->drain.deadline = nx_now_ms() + CANCEL_DRAIN_MS;
+    }
+}
+
+static void read_end(reader *r)
+{
+    if (r->job)
+        cancel_finish(r->c, &r->drain, r->job);
+}
+
 /* ---- connecting ---- */
 
 /* Server notices (RAISE NOTICE, warnings) go to the log, not to the worker's stderr. */
@@ -350,22 +389,12 @@ static int pg_script(nx_db_conn *base, nx_db_call *call, const char *sql)
     if (flush(c, call) != NX_OK)
         return NX_ERR;
     int rc = NX_OK;
-    cancel_job *job = NULL;
-    bool timed_out = false;
-    nx_db_call drain = *call;
+    reader rd = {.c = c, .call = call, .drain = *call};
     for (;;) {
         PGresult *res;
-        int w = next_result(c, job ? &drain : call, &res);
-        if (w == NX_DB_WAIT_TIMEOUT || w == NX_DB_WAIT_GONE) {
-            timed_out = true;
-            if (job || !(job = send_cancel(c))) {
-                c->base.broken = true;
-                break;
-            }
-            drain.gone = NULL;
-            drain.deadline = nx_now_ms() + CANCEL_DRAIN_MS;
-            continue;
-        }
+        int w = read_next(&rd, &res);
+        if (w == NX_AGAIN)
+            break;
         if (w != NX_OK) {
             rc = NX_ERR;
             break;
@@ -381,9 +410,8 @@ static int pg_script(nx_db_conn *base, nx_db_call *call, const char *sql)
                             "a statement of the transaction failed, so COMMIT rolled it back");
         PQclear(res);
     }
-    if (job)
-        cancel_finish(c, &drain, job);
-    if (timed_out)
+    read_end(&rd);
+    if (rd.timed_out)
         return nx_db_fail_deadline(call, "statement");
     return rc;
 }
@@ -565,24 +593,14 @@ static int run_once(nx_db_conn *base, nx_db_call *call, nx_db_stmt *stmts, size_
     /* Results come back in order: per statement, its Parse (when sent) then its rows,
      * each followed by a NULL; then the Sync. */
     int rc = NX_OK;
-    cancel_job *job = NULL;
-    bool timed_out = false;
-    nx_db_call drain = *call;
+    reader rd = {.c = c, .call = call, .drain = *call};
     size_t i = 0;
     bool in_prepare = n && plans[0].prepare;
     for (;;) {
         PGresult *res;
-        int w = next_result(c, job ? &drain : call, &res);
-        if (w == NX_DB_WAIT_TIMEOUT || w == NX_DB_WAIT_GONE) {
-            timed_out = true;
-            if (job || !(job = send_cancel(c))) {
-                c->base.broken = true;
-                break;
-            }
-            drain.gone = NULL;
-            drain.deadline = nx_now_ms() + CANCEL_DRAIN_MS;
-            continue;
-        }
+        int w = read_next(&rd, &res);
+        if (w == NX_AGAIN)
+            break;
         if (w != NX_OK) {
             rc = NX_ERR;
             break;
@@ -635,9 +653,8 @@ static int run_once(nx_db_conn *base, nx_db_call *call, nx_db_stmt *stmts, size_
                     plans[j].e = NULL;
         }
     }
-    if (job)
-        cancel_finish(c, &drain, job);
-    if (timed_out) {
+    read_end(&rd);
+    if (rd.timed_out) {
         /* Whatever the drain said (57014, mostly), the call ran out of time. */
         for (size_t k = 0; k < n; k++)
             stmts[k].result = NULL;
