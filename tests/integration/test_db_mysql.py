@@ -1,12 +1,13 @@
 """The database layer (<nexus/db.h>) on MariaDB/MySQL (src/db/mysql.c), through dbkit.
 
-The same promises as on SQLite (test_db_sqlite.py, whose helpers are used here), checked
-against the session's MariaDB (scripts/services.sh: NEXUS_TEST_MYSQL_URL, or a server the
-conftest starts for the session): typed values, $N placeholders translated to ? (reused, out
-of order, inside literals), MySQL error numbers mapped to the API's SQLSTATEs and statuses,
-server-side statement timeouts, abandoned statements killed on the server, a server killed
-or stopped under load, and the prepared-statement cache. Every module works in a database of
-its own, created here and dropped at the end.
+The promises every backend shares (dbcases.py, imported below with this module's DIALECT)
+and MySQL's own, checked against the session's MariaDB (scripts/services.sh:
+NEXUS_TEST_MYSQL_URL, or a server the conftest starts for the session): typed values, $N
+placeholders translated to ? (reused, out of order, inside literals), MySQL error numbers
+mapped to the API's SQLSTATEs and statuses, server-side statement timeouts, abandoned
+statements killed on the server, a server killed or stopped under load, and the
+prepared-statement cache. Every module works in a database of its own, created here and
+dropped at the end.
 """
 
 import base64
@@ -20,8 +21,37 @@ import uuid
 import pytest
 
 from conftest import wait_for
-from test_db_sqlite import (HOSTILE, Disconnecting, assert_db_problem, blob, ok, op, post, q,
-                            raw_text, rows, st, steps, timed, worker_deaths)
+
+pytest.register_assert_rewrite("dbcases")
+
+from dbcases import *  # noqa: E402,F401,F403 - the cases every backend runs (dbcases.__all__)
+from dbcases import (MISUSE, Dialect, Disconnecting, assert_db_problem, blob,  # noqa: E402
+                     db_error, get_values, in_threads, misuse_cases, ok, op, q, rows, st,
+                     steps, timed, worker_deaths)
+from dbcases import (test_batch_stops_at_the_first_failure,  # noqa: E402,F401
+                     test_text_that_is_not_utf8_stays_json)
+
+DIALECT = Dialect(
+    backend="mysql",
+    autoid="INT AUTO_INCREMENT PRIMARY KEY",
+    table_count="SELECT count(*) AS n FROM information_schema.tables "
+                "WHERE table_schema = DATABASE() AND table_name = $1",
+    rules=("CREATE TABLE parent (id INT PRIMARY KEY)",
+           "CREATE TABLE rules (id INT AUTO_INCREMENT PRIMARY KEY, "
+           "email VARCHAR(100) NOT NULL, age INT, parent INT, "
+           "CONSTRAINT rules_email_key UNIQUE (email), "
+           "CONSTRAINT rules_age_check CHECK (age >= 0), "
+           "CONSTRAINT rules_parent_fk FOREIGN KEY (parent) REFERENCES parent(id))"),
+    constraints={"unique": "rules_email_key", "primary": "PRIMARY", "check": "rules_age_check",
+                 "foreign": "rules_parent_fk"},
+    unique_code="1062",
+    two_params="SELECT $1 AS a, $2 AS b",
+    reorder="SELECT $2 AS a, $1 AS b, $1 + 1 AS c, CONCAT($2, $2) AS d",
+    syntax_state="42000",
+    unknown_table_state="42S02",
+    sleep="SELECT SLEEP({s}) AS z",
+    echo_text="SELECT CAST($1 AS BINARY) AS s",
+)
 
 # ---- the database and the servers -----------------------------------------------------------
 
@@ -61,6 +91,12 @@ def srv(spawn_module, mydb):
     return spawn_module(workers=1, name="mysql", env=env_for(mydb))
 
 
+@pytest.fixture
+def pool1(spawn, mydb):
+    return spawn(workers=1, env=env_for(mydb, database_pool_size=1, database_max_overflow=0,
+                                        database_pool_timeout="500ms"))
+
+
 def sql_client(mydb):
     """A pymysql connection to the module's database, the caller's to close."""
     url, server = mydb
@@ -84,10 +120,6 @@ def running(mydb, marker):
     return scalar(mydb, "SELECT COUNT(*) FROM information_schema.processlist "
                         "WHERE info LIKE %s AND info NOT LIKE %s",
                   f"%{marker}%", "%information_schema%")
-
-
-def test_backend_and_no_error_before_a_call(srv):
-    assert srv.get("/dbkit/info").json() == {"backend": "mysql", "error_kind": "ok"}
 
 
 # ---- values --------------------------------------------------------------------------------
@@ -138,13 +170,9 @@ def test_column_types(srv):
 
 
 def test_getters(srv):
-    g = ok(post(srv, "/dbkit/get", {
-        "sql": "SELECT 42 AS i, 2.75e0 AS f, 'word' AS t, x'00ff41' AS b, NULL AS n, "
-               "'17' AS num_text, 3.5 AS dec_text, 'yes' AS yes, 0 AS zero",
-        "params": []}))
-    assert g["nrows"] == 1 and g["ncols"] == 9
-    v = {c["name"]: c for c in g["values"]}
-    assert [c["index_by_name"] for c in g["values"]] == list(range(9))
+    g, v = get_values(srv, "SELECT 42 AS i, 2.75e0 AS f, 'word' AS t, x'00ff41' AS b, "
+                           "NULL AS n, '17' AS num_text, 3.5 AS dec_text, 'yes' AS yes, "
+                           "0 AS zero", ncols=9)
     assert v["i"]["i64"] == 42 and v["i"]["type"] == "int" and v["i"]["text"] == "42"
     assert v["f"]["f64"] == 2.75 and v["f"]["type"] == "float" and v["f"]["i64"] == 2
     assert v["t"]["text"] == "word" and v["t"]["type"] == "text"
@@ -158,20 +186,6 @@ def test_getters(srv):
     assert g["missing_col"] == -1
 
 
-def test_hostile_text_is_stored_verbatim(srv):
-    ok(q(srv, "CREATE TABLE hostile (id INT AUTO_INCREMENT PRIMARY KEY, s TEXT)"))
-    for s in HOSTILE:
-        ok(q(srv, "INSERT INTO hostile (s) VALUES ($1)", s))
-    got = [r["s"] for r in rows(srv, "SELECT s FROM hostile ORDER BY id")]
-    assert got == HOSTILE
-    for s in HOSTILE:
-        assert rows(srv, "SELECT count(*) AS n FROM hostile WHERE s = $1", s) == [{"n": 1}]
-    assert rows(srv, "SELECT count(*) AS n FROM hostile") == [{"n": len(HOSTILE)}]
-    # The table is still there: nothing was executed.
-    assert rows(srv, "SELECT count(*) AS n FROM information_schema.tables "
-                     "WHERE table_schema = DATABASE() AND table_name = 'hostile'") == [{"n": 1}]
-
-
 def test_nul_and_large_values(srv):
     ok(q(srv, "CREATE TABLE big (id INT PRIMARY KEY, s LONGTEXT, b LONGBLOB)"))
     text = "a\x00b" + "é" * 300000
@@ -183,21 +197,7 @@ def test_nul_and_large_values(srv):
     assert got[1] == {"id": 2, "s": "short", "b": base64.b64encode(b"x").decode()}
 
 
-def test_text_that_is_not_utf8_stays_json(srv):
-    r = ok(q(srv, "SELECT CAST($1 AS BINARY) AS s", raw_text(b"\xff\xfeok")))
-    assert isinstance(r["rows"][0]["s"], str)
-
-
 # ---- placeholders --------------------------------------------------------------------------
-
-
-def test_placeholder_reused_and_out_of_order(srv):
-    assert rows(srv, "SELECT $2 AS a, $1 AS b, $1 + 1 AS c, CONCAT($2, $2) AS d", 10, "x") == \
-        [{"a": "x", "b": 10, "c": 11, "d": "xx"}]
-    ok(q(srv, "CREATE TABLE ph (a INT, b TEXT)"))
-    ok(q(srv, "INSERT INTO ph VALUES ($2, $1), ($2 + 1, $1)", "same", 1))
-    assert rows(srv, "SELECT a, b FROM ph WHERE b = $1 AND a >= $2 ORDER BY a", "same", 1) == \
-        [{"a": 1, "b": "same"}, {"a": 2, "b": "same"}]
 
 
 def test_placeholders_in_literals_and_comments_are_text(srv):
@@ -207,43 +207,14 @@ def test_placeholders_in_literals_and_comments_are_text(srv):
     assert rows(srv, "SELECT /* $9 */ $1 AS p", 5) == [{"p": 5}]
 
 
-@pytest.mark.parametrize("sql,params,kind", [
-    ("SELECT $1 AS a, $2 AS b", [1], "misuse"),      # too few
-    ("SELECT $1 AS a", [1, 2], "misuse"),            # too many
-    ("SELECT 1 AS a", [1], "misuse"),                # none expected
-    ("SELECT $0 AS a", [1], "misuse"),               # $0 does not exist
+test_misuse_is_a_500_not_a_crash = misuse_cases(
+    *MISUSE,
     ("SELECT ? AS a", [1], "misuse"),                # MySQL's own placeholder
     ("SELECT 1; SELECT 2", [], "query"),             # two statements: refused by prepare
-])
-def test_misuse_is_a_500_not_a_crash(srv, sql, params, kind):
-    assert_db_problem(q(srv, sql, *params), 500, kind)
-    assert rows(srv, "SELECT 1 AS one") == [{"one": 1}]
-    assert not worker_deaths(srv)
-
-
-def test_right_count_after_a_wrong_one(srv):
-    sql = "SELECT $1 AS a, $2 AS b"
-    assert_db_problem(q(srv, sql, 1), 500, "misuse")
-    assert rows(srv, sql, 1, 2) == [{"a": 1, "b": 2}]
-    assert_db_problem(q(srv, sql, 1, 2, 3), 500, "misuse")
-    assert rows(srv, sql, 3, 4) == [{"a": 3, "b": 4}]
+)
 
 
 # ---- affected rows, errors -----------------------------------------------------------------
-
-
-def test_affected_rows(srv):
-    ok(q(srv, "CREATE TABLE aff (k INT)"))
-    for k in range(5):
-        ok(q(srv, "INSERT INTO aff VALUES ($1)", k))
-    assert ok(q(srv, "UPDATE aff SET k = k + 10 WHERE k >= $1", 2))["affected"] == 3
-    # Rows matched, as PostgreSQL counts them, even when no value changes.
-    assert ok(q(srv, "UPDATE aff SET k = k WHERE k >= $1", 0))["affected"] == 5
-    assert ok(q(srv, "DELETE FROM aff WHERE k < $1", 100))["affected"] == 5
-    assert ok(q(srv, "DELETE FROM aff"))["affected"] == 0
-    assert ok(q(srv, "INSERT INTO aff VALUES ($1)", 1, exec=True)) == {"ok": True}
-    # A SELECT changes nothing, however many rows it answers.
-    assert ok(q(srv, "SELECT k FROM aff UNION ALL SELECT 2"))["affected"] == 0
 
 
 def test_insert_returning(srv):
@@ -257,76 +228,13 @@ def test_insert_returning(srv):
     assert len(r["rows"]) == 2 and r["affected"] == 2
 
 
-@pytest.fixture(scope="module")
-def rules(srv):
-    ok(q(srv, "CREATE TABLE parent (id INT PRIMARY KEY)"))
-    ok(q(srv, "CREATE TABLE rules (id INT AUTO_INCREMENT PRIMARY KEY, "
-              "email VARCHAR(100) NOT NULL, age INT, parent INT, "
-              "CONSTRAINT rules_email_key UNIQUE (email), "
-              "CONSTRAINT rules_age_check CHECK (age >= 0), "
-              "CONSTRAINT rules_parent_fk FOREIGN KEY (parent) REFERENCES parent(id))"))
-    ok(q(srv, "INSERT INTO parent VALUES (1)"))
-    ok(q(srv, "INSERT INTO rules (email, age, parent) VALUES ($1, $2, $3)", "a@x", 1, 1))
-    return srv
-
-
-def test_unique_violation_is_409(rules):
-    r = q(rules, "INSERT INTO rules (email) VALUES ($1)", "a@x")
-    assert_db_problem(r, 409, "constraint", "23505")
-    assert r.headers["x-db-code"] == "1062"
-    assert r.headers["x-db-constraint"] == "rules_email_key"
-
-
-def test_primary_key_violation_is_409(rules):
-    r = q(rules, "INSERT INTO parent VALUES ($1)", 1)
-    assert_db_problem(r, 409, "constraint", "23505")
-    assert r.headers["x-db-constraint"] == "PRIMARY"
-
-
-def test_not_null_is_422(rules):
-    assert_db_problem(q(rules, "INSERT INTO rules (email) VALUES ($1)", None), 422,
-                      "constraint", "23502")
-    # A NOT NULL column left out (strict mode): the same class.
-    assert_db_problem(q(rules, "INSERT INTO rules (age) VALUES ($1)", 3), 422,
-                      "constraint", "23502")
-
-
-def test_check_is_422(rules):
-    r = q(rules, "INSERT INTO rules (email, age) VALUES ($1, $2)", "c@x", -1)
-    assert_db_problem(r, 422, "constraint", "23514")
-    assert r.headers["x-db-constraint"] == "rules_age_check"
-
-
-def test_foreign_key_is_422(rules):
-    r = q(rules, "INSERT INTO rules (email, parent) VALUES ($1, $2)", "d@x", 99)
-    assert_db_problem(r, 422, "constraint", "23503")
-    assert r.headers["x-db-constraint"] == "rules_parent_fk"
-    # Deleting a row still referred to: the same class.
-    assert_db_problem(q(rules, "DELETE FROM parent WHERE id = $1", 1), 422, "constraint",
-                      "23503")
-
-
-def test_syntax_error_is_500_without_the_sql(srv):
-    r = q(srv, "SELEC secret_column_xyz FROM nowhere")
-    doc = assert_db_problem(r, 500, "query", "42000")
-    assert "secret_column_xyz" not in r.text.replace(r.headers.get("x-db-message", ""), "")
-    assert "SELEC" not in doc["detail"]
-    assert wait_for(lambda: any(doc["request_id"] in ln and "SELEC" in ln
-                                for ln in srv.log().splitlines()), 2)
-
-
-def test_unknown_table_and_general_errors_are_500(srv):
-    assert_db_problem(q(srv, "SELECT * FROM no_such_table_dbkit"), 500, "query", "42S02")
+def test_general_errors_are_500(srv):
     # Errors whose SQLSTATE is MySQL's catch-all HY000 are statement errors, not an outage.
     ok(q(srv, "CREATE TABLE ints (n INT)"))
     r = q(srv, "INSERT INTO ints VALUES ($1)", "not a number")
     assert r.status_code in (422, 500), r.text
-    assert db_kind(r) in ("query", "constraint")
+    assert db_error(r)[0] in ("query", "constraint")
     assert rows(srv, "SELECT 1 AS one") == [{"one": 1}]
-
-
-def db_kind(resp):
-    return resp.headers.get("x-db-error")
 
 
 def test_deadlock_is_503_conflict(srv):
@@ -341,12 +249,7 @@ def test_deadlock_is_503_conflict(srv):
                           op("exec", "UPDATE dl SET n = n + 1 WHERE id = $1", second),
                           op("commit"), stop_on_error=True, timeout=30)
 
-    a = threading.Thread(target=tx, args=("a", 1, 2))
-    b = threading.Thread(target=tx, args=("b", 2, 1))
-    a.start()
-    b.start()
-    a.join(30)
-    b.join(30)
+    in_threads(tx, [("a", 1, 2), ("b", 2, 1)], join=30)
     failed = [s for name in out for s in out[name] if not s["ok"]]
     assert len(failed) == 1, out
     assert failed[0]["error"]["kind"] == "conflict" and failed[0]["error"]["sqlstate"] == "40001"
@@ -355,72 +258,7 @@ def test_deadlock_is_503_conflict(srv):
     assert rows(srv, "SELECT SUM(n) AS s FROM dl") == [{"s": "2"}]
 
 
-# ---- batches and transactions ----------------------------------------------------------------
-
-
-def test_batch_results_in_order(srv):
-    ok(q(srv, "CREATE TABLE b (k INT PRIMARY KEY, v TEXT)"))
-    r = ok(post(srv, "/dbkit/batch", {"statements": [
-        st("INSERT INTO b VALUES ($1, $2)", 1, "one"),
-        st("INSERT INTO b VALUES ($1, $2)", 2, "two"),
-        st("SELECT v FROM b ORDER BY k"),
-    ]}))
-    res = r["results"]
-    assert [x["affected"] for x in res[:2]] == [1, 1]
-    assert res[2]["rows"] == [{"v": "one"}, {"v": "two"}]
-
-
-def test_batch_stops_at_the_first_failure(srv):
-    ok(q(srv, "CREATE TABLE bf (k INT PRIMARY KEY)"))
-    r = post(srv, "/dbkit/batch", {"statements": [
-        st("INSERT INTO bf VALUES ($1)", 1),
-        st("INSERT INTO bf VALUES ($1)", 1),
-        st("INSERT INTO bf VALUES ($1)", 3),
-    ]})
-    assert_db_problem(r, 409, "constraint", "23505")
-    assert r.headers["x-batch-results"] == "1,0,0"
-    assert rows(srv, "SELECT k FROM bf") == [{"k": 1}]
-
-
-def test_transaction_commit_and_rollback(srv):
-    ok(q(srv, "CREATE TABLE tx (k INT PRIMARY KEY)"))
-    ok(post(srv, "/dbkit/tx", {"statements": [st("INSERT INTO tx VALUES ($1)", 1),
-                                              st("INSERT INTO tx VALUES ($1)", 2)],
-                               "end": "commit"}))
-    ok(post(srv, "/dbkit/tx", {"statements": [st("INSERT INTO tx VALUES ($1)", 3)],
-                               "end": "rollback"}))
-    assert rows(srv, "SELECT k FROM tx ORDER BY k") == [{"k": 1}, {"k": 2}]
-
-
-def test_transaction_left_open_is_rolled_back(srv):
-    ok(q(srv, "CREATE TABLE txo (k INT PRIMARY KEY)"))
-    ok(post(srv, "/dbkit/tx", {"statements": [st("INSERT INTO txo VALUES ($1)", 1)],
-                               "end": "none"}))
-    assert rows(srv, "SELECT count(*) AS n FROM txo") == [{"n": 0}]
-    assert wait_for(lambda: "transaction left open" in srv.log(), 2)
-    ok(post(srv, "/dbkit/tx", {"statements": [st("INSERT INTO txo VALUES ($1)", 2)],
-                               "end": "commit"}))
-    assert rows(srv, "SELECT k FROM txo") == [{"k": 2}]
-
-
-def test_failed_statement_in_transaction_rolls_back_the_rest(srv):
-    ok(q(srv, "CREATE TABLE txf (k INT PRIMARY KEY)"))
-    r = post(srv, "/dbkit/tx", {"statements": [st("INSERT INTO txf VALUES ($1)", 1),
-                                               st("INSERT INTO txf VALUES ($1)", 1)],
-                                "end": "commit"})
-    assert_db_problem(r, 409, "constraint", "23505")
-    assert r.headers["x-failed-statement"] == "1"
-    assert rows(srv, "SELECT count(*) AS n FROM txf") == [{"n": 0}]
-
-
-def test_statements_of_a_transaction_see_its_changes(srv):
-    ok(q(srv, "CREATE TABLE txv (k INT)"))
-    out = steps(srv, op("begin"), op("exec", "INSERT INTO txv VALUES ($1)", 5),
-                op("query", "SELECT count(*) AS n FROM txv"), op("rollback"),
-                op("query", "SELECT count(*) AS n FROM txv"))
-    assert all(s["ok"] for s in out), out
-    assert out[2]["result"]["rows"] == [{"n": 1}]
-    assert out[4]["result"]["rows"] == [{"n": 0}]
+# ---- procedures and the statement cache ------------------------------------------------------
 
 
 def test_stored_procedure_results(srv):
@@ -546,11 +384,7 @@ def test_concurrent_transactions_across_workers(spawn, mydb):
                 if r.status_code != 200:
                     failures.append((r.status_code, r.headers.get("x-db-message")))
 
-    ts = [threading.Thread(target=writer) for _ in range(threads)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join(60)
+    in_threads(writer, [()] * threads, join=60)
     assert not failures, failures[:5]
     assert rows(s, "SELECT n FROM counter") == [{"n": threads * per}]
     assert not worker_deaths(s)
@@ -591,11 +425,7 @@ def test_server_stopped_while_connections_idle(spawn, mydb, mysql_server):
     s = spawn(workers=1, env=env_for(mydb, database_pool_size=3))
     workers = s.worker_pids()
     # Fill the pool with idle connections.
-    threads = [threading.Thread(target=q, args=(s, "SELECT SLEEP(0.3) AS z")) for _ in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(10)
+    in_threads(q, [(s, "SELECT SLEEP(0.3) AS z")] * 3, join=10)
     server.stop()
     for _ in range(3):
         assert_db_problem(q(s, "SELECT 1 AS one"), 503, "unavailable")
@@ -726,7 +556,3 @@ def test_required_tls_is_never_silently_plain(spawn, mydb):
         assert "TLS" in r.headers["x-db-message"]
 
 
-def test_ready_checks_the_database(srv):
-    r = srv.get("/ready")
-    assert r.status_code == 200, r.text
-    assert r.json()["checks"]["database"] == "ok"

@@ -72,50 +72,41 @@ def _sqlite_database(path):
                     lambda: sqlite3.connect(str(path), timeout=10))
 
 
+def _admin(server, sql):
+    """Runs one statement on the session's database server, as its administrator."""
+    conn = server.connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql)
+    finally:
+        conn.close()
+
+
 def fresh_database(request, backend, tmp_path_factory, tag):
     """A new, empty database of backend for one module (or test). For PostgreSQL and
     MariaDB it is created on the session's server and dropped by Database.drop."""
     if backend == "sqlite":
         return _sqlite_database(tmp_path_factory.mktemp(tag) / "nexus.db")
     name = f"nx_{tag}_{uuid.uuid4().hex[:10]}"
-    if backend == "postgresql":
-        import psycopg2
-        server = request.getfixturevalue("_pg_server")
-        admin = server.connect()
-        with admin.cursor() as cur:
-            cur.execute(f"CREATE DATABASE {name}")
-        admin.close()
-        u = urllib.parse.urlsplit(server.url)
-        url = urllib.parse.urlunsplit((u.scheme, u.netloc, "/" + name, u.query, ""))
-
-        def drop():
-            admin2 = server.connect()
-            with admin2.cursor() as c:
-                c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-            admin2.close()
-
-        return Database(backend, {"NEXUS_DATABASE_URL": url},
-                        lambda: psycopg2.connect(url, connect_timeout=5), drop, server)
-    server = request.getfixturevalue("_mysql_server")
-    admin = server.connect()
-    with admin.cursor() as cur:
-        cur.execute(f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
-    admin.close()
+    pg = backend == "postgresql"
+    server = request.getfixturevalue("_pg_server" if pg else "_mysql_server")
+    _admin(server, f"CREATE DATABASE {name}" + ("" if pg else " CHARACTER SET utf8mb4"))
     u = urllib.parse.urlsplit(server.url)
     url = urllib.parse.urlunsplit((u.scheme, u.netloc, "/" + name, u.query, ""))
+    if pg:
+        import psycopg2
 
-    def connect():
-        c = server.connect()
-        c.select_db(name)
-        return c
+        def connect():
+            return psycopg2.connect(url, connect_timeout=5)
+    else:
+        def connect():
+            c = server.connect()
+            c.select_db(name)
+            return c
 
-    def drop():
-        admin2 = server.connect()
-        with admin2.cursor() as c:
-            c.execute(f"DROP DATABASE IF EXISTS {name}")
-        admin2.close()
-
-    return Database(backend, {"NEXUS_DATABASE_URL": url}, connect, drop, server)
+    force = " WITH (FORCE)" if pg else ""
+    return Database(backend, {"NEXUS_DATABASE_URL": url}, connect,
+                    lambda: _admin(server, f"DROP DATABASE IF EXISTS {name}{force}"), server)
 
 
 def clean_env(extra):
