@@ -13,6 +13,7 @@
 #   BENCH_SERVER_CPU [0]  BENCH_CLIENT_CPU [1]
 #   BENCH_NGINX [/usr/sbin/nginx]  BENCH_PYTHON [/usr/bin/python3]
 #   BENCH_OUT [<dir of nexus>/bench/results.txt]
+#   BENCH_DB [1; 0 skips the database shapes of bench/db.sh, run at the end]
 # See bench/README.md for what is measured and how to read the table.
 
 set -euo pipefail
@@ -591,4 +592,9 @@ fi
 REPORTED=1
 report | tee "$OUT"
 log "table saved to $OUT; raw wrk output and server logs in $RAW_DIR/"
+
+# The database shapes: Nexus vs FastAPI and pgbench on a throwaway PostgreSQL.
+if [[ ${BENCH_DB:-1} != 0 ]]; then
+    BENCH_DB_OUT=${BENCH_DB_OUT:-$OUT_DIR/db-results.txt} "$BENCH_DIR/db.sh" "$NEXUS" || FAILED=1
+fi
 exit "$FAILED"

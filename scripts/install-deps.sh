@@ -13,7 +13,8 @@ test=(libcriterion-dev python3 python3-pytest python3-requests python3-jsonschem
 # The throwaway databases of scripts/services.sh (PostgreSQL 15's own folder, pgbench included,
 # and MariaDB) serve the benchmark and the tests alike.
 bench=(wrk nginx-light curl python3 util-linux postgresql-15 postgresql-client-15 mariadb-server
-    mariadb-client python3-fastapi python3-uvicorn python3-asyncpg)
+    mariadb-client python3-fastapi python3-uvicorn python3-asyncpg python3-uvloop python3-httptools
+    python3-jinja2)
 
 case "$profile" in
 run) want=("${build[@]}") ;;
