@@ -15,7 +15,7 @@ BUILD    ?= build
 SANITIZE ?=
 PYTHON   ?= /usr/bin/python3
 
-PKGS     := jansson yaml-0.1 sqlite3 libpq libmariadb libcrypto
+PKGS     := jansson yaml-0.1 sqlite3 libpq libmariadb hiredis libcrypto
 VERSION  := 0.1.0
 
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \

@@ -5,6 +5,7 @@
 #define NEXUS_NEXUS_H
 
 #include <nexus/arena.h>
+#include <nexus/cache.h>
 #include <nexus/db.h>
 #include <nexus/http.h>
 #include <nexus/log.h>

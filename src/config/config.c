@@ -19,6 +19,7 @@
 #include <jansson.h>
 
 #include "config/yaml.h"
+#include "cache/cache_impl.h"
 #include "db/db_impl.h"
 #include "core/util.h"
 
@@ -973,6 +974,11 @@ int nx_config_load(nx_config *cfg, int argc, char **argv, int first)
         fprintf(stderr, "nexus: %s\n", why);
         return NX_ERR;
     }
+    if (!cfg->cache)
+        cfg->cache = nx_xcalloc(1, sizeof(*cfg->cache));
+    else
+        nx_cache_settings_free(cfg->cache);
+    nx_cache_settings_load(cfg->cache, cfg);
     return check_production(cfg);
 }
 
@@ -1044,6 +1050,11 @@ void nx_config_free(nx_config *cfg)
         nx_db_settings_free(cfg->db);
         free(cfg->db);
         cfg->db = NULL;
+    }
+    if (cfg->cache) {
+        nx_cache_settings_free(cfg->cache);
+        free(cfg->cache);
+        cfg->cache = NULL;
     }
     for (size_t i = 0; cfg->values && i < NSCHEMA; i++) {
         free(cfg->values[i]);

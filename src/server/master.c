@@ -20,6 +20,7 @@
 
 #include "core/log.h"
 #include "core/util.h"
+#include "cache/cache_impl.h"
 #include "db/db_impl.h"
 #include "db/migrate.h"
 #include "http/exchange.h"
@@ -207,6 +208,10 @@ static int reload_config_and_plugins(void)
         nx_config_free(&next);
         return NX_ERR;
     }
+    /* The memory cache's segment is made once, at start: a reload switching to it from
+     * Redis maps it now; its size stays what it was. */
+    if (nx_cache_prepare(next.cache) != NX_OK)
+        nx_log_error("SIGHUP: cache: cannot map the memory cache: %s", strerror(errno));
     nx_router *old_router = nx_app_router;
     nx_app_router = router;
     /* The old set's code is no longer referenced in this process once its router is
@@ -466,6 +471,12 @@ int nx_server_run(nx_config *cfg)
         return 1;
     }
     nx_health_add_check(NULL, "database", nx_db_ready);
+    nx_health_add_check(NULL, "cache", nx_cache_ready);
+    if (nx_cache_prepare(cfg->cache) != NX_OK) {
+        nx_log_error("cache: cannot map %llu bytes of shared memory (cache.size): %s",
+                     (unsigned long long)cfg->cache->size, strerror(errno));
+        return 1;
+    }
     if (cfg->db->auto_migrate && nx_migrate_at_start(cfg->db) != NX_MIGRATE_OK) {
         nx_log_error("database.auto_migrate: the migrations did not all apply; not starting");
         return 1;

@@ -20,6 +20,7 @@
 #include "core/coro.h"
 #include "core/log.h"
 #include "core/util.h"
+#include "cache/cache_impl.h"
 #include "db/db_impl.h"
 #include "http/http1.h"
 #include "observe/accesslog.h"
@@ -57,6 +58,7 @@ static void notify(char msg)
 static _Noreturn void worker_exit(int status)
 {
     nx_plugins_worker_stop();
+    nx_cache_worker_stop();
     nx_db_stop();
     nx_accesslog_flush(NULL, NULL);
     _exit(status);
@@ -229,6 +231,12 @@ void nx_worker_main(const nx_config *cfg, int listen_fd, int notify_fd, nx_share
     }
 
     nx_db_start(cfg->db, W.loop);
+    if (nx_cache_worker_start(cfg->cache, W.loop) != NX_OK) {
+        nx_log_error("cache: the %s backend cannot start in this worker",
+                     cfg->cache->kind == NX_CACHE_REDIS ? "redis" : "memory");
+        nx_accesslog_flush(NULL, NULL);
+        _exit(1);
+    }
     if (nx_plugins_worker_start() != NX_OK) {
         nx_accesslog_flush(NULL, NULL);
         _exit(1);

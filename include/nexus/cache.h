@@ -1,0 +1,59 @@
+/*
+ * nexus/cache.h - the cache: one API over the shared memory cache and Redis.
+ *
+ * cache.type selects the backend. `memory` (the default) is one cache shared by every
+ * worker of the instance: a segment the master maps before forking, bounded by cache.size,
+ * evicting the least recently used entries. `redis` talks to a Redis server through a pool
+ * of connections per worker, on the event loop: a call parks only its request.
+ *
+ * The cache is never the truth: every failure (Redis down, a timeout) is answered as a miss
+ * and counted, so a handler falls back to the database instead of failing. Values are bytes
+ * (a JSON text, a serialized object); keys are text up to 250 bytes. Values returned are
+ * copied into the request's arena.
+ *
+ *   nx_str v;
+ *   if (nx_cache_get(req, "todo:42", &v))
+ *       return nx_res_body(res, "application/json", v.ptr, v.len);
+ *   ... read from the database, then:
+ *   nx_cache_set(req, "todo:42", json, len, 60000);
+ */
+#ifndef NEXUS_CACHE_H
+#define NEXUS_CACHE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <nexus/http.h>
+
+#define NX_CACHE_KEY_MAX 250
+
+/* A ttl of 0 means cache.default_ttl; NX_CACHE_FOREVER keeps the entry until evicted. */
+#define NX_CACHE_FOREVER UINT64_MAX
+
+/* True on a hit, with the value in *out (in the request's arena, NUL-terminated). */
+bool nx_cache_get(nx_req *req, const char *key, nx_str *out);
+
+/* Stores value under key for ttl_ms. NX_OK, or NX_ERR (counted; the cache stays usable). */
+int nx_cache_set(nx_req *req, const char *key, const void *value, size_t len, uint64_t ttl_ms);
+
+/* Removes key. NX_OK whether or not it existed; NX_ERR when the backend failed. */
+int nx_cache_delete(nx_req *req, const char *key);
+
+/* True when key holds a live value. */
+bool nx_cache_exists(nx_req *req, const char *key);
+
+/*
+ * Adds delta to the integer stored at key (a missing key counts as 0 and is created with
+ * ttl_ms) and stores the result in *out. NX_ERR when the value is not an integer or the
+ * backend failed. Atomic across workers and, with Redis, across instances.
+ */
+int nx_cache_incr(nx_req *req, const char *key, int64_t delta, uint64_t ttl_ms, int64_t *out);
+
+/*
+ * Removes every key starting with prefix. NX_OK, or NX_ERR. With Redis this scans the
+ * keyspace (SCAN MATCH), so keep it for invalidation, not for every request.
+ */
+int nx_cache_delete_prefix(nx_req *req, const char *prefix);
+
+#endif
