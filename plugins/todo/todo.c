@@ -19,11 +19,21 @@
  * no value is ever written into SQL. One text serves every backend, except that MySQL
  * has no RETURNING: there a create reads back the id it was given, and an update the row
  * it changed, in the same batch (see has_returning).
+ *
+ * Cache: reads (one todo, a page of the list) are answered from the server's cache when it
+ * holds them (the memory cache shared by the workers, or Redis shared by every instance).
+ * Their keys carry a generation number that every successful write increments after its
+ * change is committed: a reader that read the generation before a write and the rows
+ * before the commit stores its answer under the old generation, where nobody looks any
+ * more, so no stale answer can be served after a write, by any worker or instance. Entries
+ * live plugins.todo.cache_ttl (30s; 0 turns the cache off), which also bounds staleness
+ * when a write could not reach the cache.
  */
 #include <nexus/nexus.h>
 
 #include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
@@ -35,6 +45,67 @@
 
 /* From the settings, fixed by init in the master and inherited by the workers. */
 static int64_t page_size = 20, max_page_size = 100;
+static uint64_t cache_ttl_ms = 30000;
+
+/* ==== the cache ======================================================================= */
+
+#define GEN_KEY "todo:gen"
+
+/*
+ * The current generation, or -1 when answers are not to be cached (the cache is off or
+ * failing). A missing generation (first use, a Redis restart, an eviction) starts from
+ * the wall clock in microseconds, so it never repeats an earlier one.
+ */
+static int64_t cache_gen(nx_req *req)
+{
+    if (!cache_ttl_ms)
+        return -1;
+    nx_str v;
+    if (nx_cache_get(req, GEN_KEY, &v))
+        return strtoll(v.ptr, NULL, 10);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t seed = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000, gen;
+    return nx_cache_incr(req, GEN_KEY, seed, NX_CACHE_FOREVER, &gen) == NX_OK ? gen : -1;
+}
+
+/* After a committed write: every cached answer becomes unreachable. */
+static void cache_invalidate(nx_req *req)
+{
+    int64_t gen;
+    if (cache_ttl_ms && nx_cache_incr(req, GEN_KEY, 1, NX_CACHE_FOREVER, &gen) != NX_OK)
+        nx_log_warn("todo: the cache could not be invalidated; cached reads may be up to "
+                    "plugins.todo.cache_ttl old");
+}
+
+/* Answers from the cache when it holds key (NULL: not cacheable). */
+static bool cache_answer(nx_req *req, nx_res *res, const char *key)
+{
+    nx_str hit;
+    if (!key || !nx_cache_get(req, key, &hit))
+        return false;
+    nx_res_body_static(res, "application/json", hit.ptr, hit.len);
+    nx_res_header(res, "X-Cache", "hit");
+    return true;
+}
+
+/* Sends doc (stolen) with status 200 and keeps its text under key (when not NULL). */
+static void send_and_cache(nx_req *req, nx_res *res, json_t *doc, const char *key)
+{
+    char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    if (!text) {
+        nx_problem(res, 500, "the answer could not be serialized");
+        return;
+    }
+    size_t len = strlen(text);
+    nx_res_body(res, "application/json", text, len);
+    if (key) {
+        nx_cache_set(req, key, text, len, cache_ttl_ms);
+        nx_res_header(res, "X-Cache", "miss");
+    }
+    free(text);
+}
 
 /* ==== the todos table ================================================================= */
 
@@ -378,6 +449,20 @@ static void list_todos(nx_req *req, nx_res *res)
     todo_filter f;
     if (!read_filter(req, res, &f))
         return;
+    int64_t gen = cache_gen(req);
+    char *key = NULL;
+    if (gen >= 0) {
+        size_t order = 0;
+        while (order < COUNT(orders) && orders[order].sql != f.sql)
+            order++;
+        key =
+            nx_arena_printf(nx_req_arena(req), "todo:%lld:list:%lld:%lld:%d:%zu:%s", (long long)gen,
+                            (long long)f.limit, (long long)f.offset, f.done, order, f.q ? f.q : "");
+        if (strlen(key) > NX_CACHE_KEY_MAX)
+            key = NULL; /* a long search text: not worth a key */
+    }
+    if (cache_answer(req, res, key))
+        return;
     /* $1, $2: see TODO_MATCH. done=true shows (true, true), false (false, false). */
     nx_db_value args[] = {
         NX_DB_BOOLV(f.done != 0),
@@ -403,9 +488,10 @@ static void list_todos(nx_req *req, nx_res *res)
     json_t *items = json_array();
     for (size_t i = 0; i < nx_db_rows(page); i++)
         json_array_append_new(items, todo_json(page, i));
-    nx_json(res, 200,
-            json_pack("{s:o, s:I, s:I, s:I}", "items", items, "total", (json_int_t)total, "limit",
-                      (json_int_t)f.limit, "offset", (json_int_t)f.offset));
+    send_and_cache(req, res,
+                   json_pack("{s:o, s:I, s:I, s:I}", "items", items, "total", (json_int_t)total,
+                             "limit", (json_int_t)f.limit, "offset", (json_int_t)f.offset),
+                   key);
 }
 
 /* POST /todos */
@@ -435,6 +521,7 @@ static void create_todo(nx_req *req, nx_res *res)
         nx_db_problem(req, res);
         return;
     }
+    cache_invalidate(req);
     json_int_t id = json_integer_value(json_object_get(todo, "id"));
     nx_res_header(res, "Location", nx_arena_printf(nx_req_arena(req), "/todos/%lld", id));
     nx_json(res, 201, todo);
@@ -457,7 +544,17 @@ static void get_todo(nx_req *req, nx_res *res)
     int64_t id;
     if (!path_id(req, res, &id))
         return;
-    answer_todo(req, res, nx_db_query(req, get_sql, NX_DB_ARGS(NX_DB_I64(id))), id);
+    int64_t gen = cache_gen(req);
+    const char *key = gen >= 0 ? nx_arena_printf(nx_req_arena(req), "todo:%lld:item:%lld",
+                                                 (long long)gen, (long long)id)
+                               : NULL;
+    if (cache_answer(req, res, key))
+        return;
+    nx_db_result *r = nx_db_query(req, get_sql, NX_DB_ARGS(NX_DB_I64(id)));
+    if (r && nx_db_rows(r) > 0)
+        send_and_cache(req, res, todo_json(r, 0), key);
+    else
+        answer_todo(req, res, r, id);
 }
 
 /* PUT and PATCH /todos/{id} */
@@ -482,6 +579,8 @@ static void update_todo(nx_req *req, nx_res *res, body_mode mode)
         };
         r = nx_db_batch(req, steps, COUNT(steps)) == NX_OK ? steps[1].result : NULL;
     }
+    if (r && nx_db_rows(r) > 0)
+        cache_invalidate(req);
     answer_todo(req, res, r, id);
 }
 
@@ -506,8 +605,10 @@ static void delete_todo(nx_req *req, nx_res *res)
         nx_db_problem(req, res);
     else if (nx_db_affected(r) == 0)
         nx_problem(res, 404, "no todo with id %lld", (long long)id);
-    else
+    else {
+        cache_invalidate(req);
         nx_res_status(res, 204);
+    }
 }
 
 /* ==== lifecycle ======================================================================= */
@@ -515,6 +616,7 @@ static void delete_todo(nx_req *req, nx_res *res)
 static int todo_init(nx_plugin *p)
 {
     page_size = nx_plugin_config_int(p, "page_size");
+    cache_ttl_ms = nx_plugin_config_ms(p, "cache_ttl");
     max_page_size = nx_plugin_config_int(p, "max_page_size");
     if (max_page_size < 1 || max_page_size > PAGE_SIZE_LIMIT) {
         nx_log_error("todo: plugins.todo.max_page_size must be from 1 to %d, not %lld",
@@ -554,6 +656,10 @@ static const nx_plugin_setting settings[] = {
      .type = NX_SETTING_INT,
      .def = "100",
      .help = "the largest limit a listing may ask for (at most 1000)"},
+    {.name = "cache_ttl",
+     .type = NX_SETTING_DURATION,
+     .def = "30s",
+     .help = "how long reads stay in the server's cache (0 turns caching off)"},
     {.name = NULL},
 };
 

@@ -24,6 +24,7 @@ import urllib.parse
 import uuid
 
 import pytest
+import requests
 
 from conftest import (NEXUS_BIN, PLUGINS_DIR, allow_set, assert_common_headers, assert_problem,
                       free_port, raw_request, wait_for)
@@ -640,6 +641,48 @@ def test_every_worker_sees_every_write(spawn, database):
     finally:
         for c, _ in conns:
             c.close()
+
+
+def test_reads_come_from_the_shared_cache_and_writes_invalidate_them(spawn, database):
+    """A read is cached in the instance's shared cache: the next read of it, on any worker,
+    is a hit. A write on one worker makes every cached answer stale on every worker at
+    once (the generation in the keys), so no worker ever serves the old value."""
+    s = spawn(workers=2, env=database.env)
+    s.wait_workers(2)
+    (a, _), (b, _) = _connections_on_distinct_workers(s, 2)
+    try:
+        p = prefix()
+        tid = _call(a, "POST", "/todos", {"title": f"{p} first"}).json()["id"]
+        r1 = _call(a, "GET", f"/todos/{tid}")
+        assert r1.status == 200 and r1.headers.get("x-cache") == "miss", r1
+        r2 = _call(b, "GET", f"/todos/{tid}")  # the other worker: the same entry
+        assert r2.status == 200 and r2.headers.get("x-cache") == "hit", r2
+        assert r2.json() == r1.json()
+        listed = _call(a, "GET", f"/todos?q={p}")
+        assert listed.headers.get("x-cache") == "miss"
+        assert _call(b, "GET", f"/todos?q={p}").headers.get("x-cache") == "hit"
+
+        assert _call(b, "PATCH", f"/todos/{tid}", {"title": f"{p} second"}).status == 200
+        r3 = _call(a, "GET", f"/todos/{tid}")
+        assert r3.headers.get("x-cache") == "miss" and r3.json()["title"] == f"{p} second", r3
+        r4 = _call(b, "GET", f"/todos?q={p}")
+        assert r4.headers.get("x-cache") == "miss", r4
+        assert [t["title"] for t in r4.json()["items"]] == [f"{p} second"]
+
+        assert _call(a, "DELETE", f"/todos/{tid}").status == 204
+        assert _call(b, "GET", f"/todos/{tid}").status == 404
+        assert _call(a, "GET", f"/todos?q={p}").json()["total"] == 0
+    finally:
+        a.close()
+        b.close()
+
+
+def test_cache_ttl_zero_turns_the_cache_off(spawn, sqlite_db):
+    s = spawn(workers=1, env={**sqlite_db.env, "NEXUS_PLUGINS_TODO_CACHE_TTL": "0"})
+    tid = requests.post(s.url("/todos"), json={"title": "uncached"}, timeout=10).json()["id"]
+    for _ in range(2):
+        r = s.get(f"/todos/{tid}")
+        assert r.status_code == 200 and "x-cache" not in r.headers, r.headers
 
 
 def test_a_write_waits_for_another_writer_on_sqlite(spawn, sqlite_db):
