@@ -56,4 +56,18 @@ int nx_cache_incr(nx_req *req, const char *key, int64_t delta, uint64_t ttl_ms, 
  */
 int nx_cache_delete_prefix(nx_req *req, const char *prefix);
 
+/*
+ * Computes a value once for all who ask for it at the same time. Returns the cached value
+ * of key when there is one; otherwise one caller runs compute (which fills *value, in the
+ * request's arena, and returns NX_OK, or NX_ERR), stores the value for ttl_ms and hands it
+ * to every other request of the worker waiting for the same key, while requests of other
+ * workers and instances wait for the value to appear in the cache instead of computing it
+ * too. A waiter whose computer failed or vanished computes itself. NX_OK with *out, or
+ * NX_ERR when compute failed (or the request's time ran out waiting).
+ */
+typedef int (*nx_cache_compute_fn)(nx_req *req, void *arg, nx_str *value);
+
+int nx_cache_get_or_compute(nx_req *req, const char *key, uint64_t ttl_ms,
+                            nx_cache_compute_fn compute, void *arg, nx_str *out);
+
 #endif

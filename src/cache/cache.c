@@ -15,6 +15,7 @@
 #include "config/config.h"
 #include "core/coro.h"
 #include "core/util.h"
+#include "core/wait.h"
 #include "http/exchange.h"
 
 /* A backend failure is logged at most this often per worker. */
@@ -260,4 +261,140 @@ int nx_cache_delete_prefix(nx_req *req, const char *prefix)
         return NX_OK;
     failed(req, &call, "delete_prefix");
     return NX_ERR;
+}
+
+/* ---- get or compute ---- */
+
+/* Polls for another process's computation: 2 ms doubling to 50 ms. */
+#define POLL_MIN_MS 2
+#define POLL_MAX_MS 50
+/* The cross-process lock outlives a computer that died by this much at most. */
+#define LOCK_TTL_MS 10000
+
+/* A computation under way in this worker, with the requests waiting for it. */
+typedef struct flight {
+    struct flight *next;
+    const char *key;
+    struct waiter_node *waiters;
+    bool done, ok;
+    char *value; /* malloc'd copy for the waiters, when ok */
+    size_t len;
+    int refs; /* the computer and each waiter */
+} flight;
+
+typedef struct waiter_node {
+    struct waiter_node *next;
+    nx_wake wake;
+} waiter_node;
+
+static flight *flights;
+
+static flight *flight_find(const char *key)
+{
+    for (flight *f = flights; f; f = f->next)
+        if (!f->done && strcmp(f->key, key) == 0)
+            return f;
+    return NULL;
+}
+
+static void flight_put(flight *f)
+{
+    if (--f->refs > 0)
+        return;
+    free(f->value);
+    free(f);
+}
+
+/* Ends f with the value (or a failure) and wakes its waiters. */
+static void flight_land(flight *f, bool ok, const nx_str *v)
+{
+    for (flight **p = &flights; *p; p = &(*p)->next)
+        if (*p == f) {
+            *p = f->next;
+            break;
+        }
+    f->done = true;
+    f->ok = ok;
+    if (ok) {
+        f->value = nx_xmalloc(v->len + 1);
+        memcpy(f->value, v->ptr, v->len);
+        f->value[v->len] = '\0';
+        f->len = v->len;
+    }
+    for (waiter_node *w = f->waiters; w; w = w->next)
+        nx_wake_up(&w->wake);
+    flight_put(f);
+}
+
+/* Waits for another process holding the lock: NX_OK with *out once the value shows. */
+static int wait_elsewhere(nx_req *req, const char *key, const char *lock_key, nx_str *out)
+{
+    uint64_t delay = POLL_MIN_MS;
+    for (;;) {
+        if (nx_sleep_ms(req, delay) != NX_OK)
+            return NX_ERR;
+        if (nx_cache_get(req, key, out))
+            return NX_OK;
+        if (!nx_cache_exists(req, lock_key))
+            return NX_ERR; /* the computer gave up or died: compute here */
+        delay = delay * 2 > POLL_MAX_MS ? POLL_MAX_MS : delay * 2;
+    }
+}
+
+int nx_cache_get_or_compute(nx_req *req, const char *key, uint64_t ttl_ms,
+                            nx_cache_compute_fn compute, void *arg, nx_str *out)
+{
+    if (nx_cache_get(req, key, out))
+        return NX_OK;
+    if (!C.started || !key)
+        return compute(req, arg, out);
+
+    flight *f = flight_find(key);
+    if (f) {
+        /* Another request of this worker computes it: wait for its answer. */
+        waiter_node w = {.next = f->waiters};
+        f->waiters = &w;
+        f->refs++;
+        int rc = nx_wait_wakeable(C.loop, &w.wake, req->deadline);
+        bool ok = rc == 1 && f->ok;
+        if (ok) {
+            out->ptr = nx_arena_strndup(req->arena, f->value, f->len);
+            out->len = f->len;
+        } else if (!f->done) {
+            for (waiter_node **p = &f->waiters; *p; p = &(*p)->next)
+                if (*p == &w) {
+                    *p = w.next;
+                    break;
+                }
+        }
+        flight_put(f);
+        if (ok)
+            return NX_OK;
+        if (req->timed_out || req->client_gone || rc != 1)
+            return NX_ERR;
+        return compute(req, arg, out); /* its computation failed: try here */
+    }
+
+    f = nx_xcalloc(1, sizeof(*f));
+    f->key = nx_arena_strdup(req->arena, key);
+    f->refs = 1;
+    f->next = flights;
+    flights = f;
+
+    /* Across workers and instances: the first to raise the lock computes. */
+    const char *lock_key = nx_arena_printf(req->arena, "nx:lock:%s", key);
+    int64_t holders = 1;
+    if (strlen(lock_key) <= NX_CACHE_KEY_MAX &&
+        nx_cache_incr(req, lock_key, 1, LOCK_TTL_MS, &holders) == NX_OK && holders > 1 &&
+        wait_elsewhere(req, key, lock_key, out) == NX_OK) {
+        flight_land(f, true, out);
+        return NX_OK;
+    }
+    int rc = compute(req, arg, out);
+    if (rc == NX_OK)
+        nx_cache_set(req, key, out->ptr, out->len, ttl_ms);
+    if (holders == 1)
+        nx_cache_delete(req, lock_key);
+    flight_land(f, rc == NX_OK, out);
+    return rc;
 }

@@ -276,6 +276,40 @@ static void settings_handler(nx_req *req, nx_res *res)
                       (int)strlen(nx_plugin_config(self, "token"))));
 }
 
+/* The stampede test's computation: slow, and counted in the cache itself. */
+static int slow_compute(nx_req *req, void *arg, nx_str *value)
+{
+    const char *key = arg;
+    int64_t n = 0;
+    nx_cache_incr(req, nx_arena_printf(nx_req_arena(req), "computes:%s", key), 1, 60000, &n);
+    if (nx_sleep_ms(req, 300) != NX_OK)
+        return NX_ERR;
+    value->ptr = nx_arena_printf(nx_req_arena(req), "computed by %d", (int)getpid());
+    value->len = strlen(value->ptr);
+    return NX_OK;
+}
+
+/* GET /test/compute?key=: nx_cache_get_or_compute over slow_compute. */
+static void compute_handler(nx_req *req, nx_res *res)
+{
+    const char *key = nx_req_query(req, "key");
+    nx_str v;
+    if (!key || nx_cache_get_or_compute(req, key, 60000, slow_compute, (void *)key, &v) != NX_OK) {
+        nx_problem(res, 503, "no value for %s", key ? key : "(no key)");
+        return;
+    }
+    nx_res_body(res, "text/plain", v.ptr, v.len);
+}
+
+/* GET /test/computes?key=: how many times the value of key was computed. */
+static void computes_handler(nx_req *req, nx_res *res)
+{
+    const char *key = nx_req_query(req, "key");
+    nx_str v;
+    bool hit = key && nx_cache_get(req, nx_arena_printf(nx_req_arena(req), "computes:%s", key), &v);
+    nx_text(res, 200, hit ? v.ptr : "0");
+}
+
 static int testkit_init(nx_plugin *p)
 {
     self = p;
@@ -304,6 +338,8 @@ static int testkit_init(nx_plugin *p)
         {"GET", "/test/status", status_handler},
         {"GET", "/test/badheader", badheader_handler},
         {"GET", "/test/settings", settings_handler},
+        {"GET", "/test/compute", compute_handler},
+        {"GET", "/test/computes", computes_handler},
     };
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
         if (nx_route(p, routes[i].method, routes[i].pattern, routes[i].fn, NX_ROUTE_DEFAULT) !=

@@ -1,0 +1,70 @@
+"""The memory cache through real workers: one segment shared by every worker of an instance.
+
+The segment's own behaviour (expiry, eviction order, classes, counters across processes) is
+tested in tests/unit/cache/shm_test.c; here, what a plugin sees through <nexus/cache.h>:
+get-or-compute under a stampede, and the cache check of /ready.
+"""
+
+import threading
+
+import requests
+
+
+def _many(s, path, n):
+    out = [None] * n
+
+    def one(i):
+        out[i] = requests.get(s.url(path), timeout=10)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(15)
+    return out
+
+
+def test_a_stampede_computes_once_across_workers(spawn):
+    # 40 requests for a cold key at once, over two workers: one computation (300 ms), and
+    # every request gets its value, whichever worker served it.
+    s = spawn(workers=2)
+    s.wait_workers(2)
+    answers = _many(s, "/test/compute?key=cold", 40)
+    assert all(r is not None and r.status_code == 200 for r in answers), answers
+    assert len({r.text for r in answers}) == 1, {r.text for r in answers}
+    assert s.get("/test/computes?key=cold").text == "1"
+    # Later reads are hits: still one computation.
+    assert s.get("/test/compute?key=cold").text == answers[0].text
+    assert s.get("/test/computes?key=cold").text == "1"
+
+
+def test_different_keys_compute_separately(spawn):
+    s = spawn(workers=2)
+    for key in ("a", "b", "c"):
+        assert s.get(f"/test/compute?key={key}").status_code == 200
+        assert s.get(f"/test/computes?key={key}").text == "1"
+
+
+def test_a_request_that_gives_up_does_not_stall_the_others(spawn):
+    # The computing request's client leaves (its wait is interrupted, compute fails): the
+    # requests that waited on it compute themselves and still get a value.
+    s = spawn(workers=1)
+    gone = threading.Thread(target=lambda: _timeout_get(s, "/test/compute?key=leave", 0.1))
+    gone.start()
+    gone.join()
+    answers = _many(s, "/test/compute?key=leave", 5)
+    assert all(r.status_code == 200 for r in answers), [r.status_code for r in answers]
+
+
+def _timeout_get(s, path, timeout):
+    try:
+        requests.get(s.url(path), timeout=timeout)
+    except requests.exceptions.Timeout:
+        pass
+
+
+def test_ready_reports_the_cache(spawn):
+    s = spawn(workers=1)
+    r = s.get("/ready")
+    assert r.status_code == 200
+    assert r.json()["checks"]["cache"] == "ok"
