@@ -48,7 +48,7 @@ typedef struct nx_config {
     int64_t max_requests;
     int64_t max_requests_jitter;
     nx_http_settings http;
-    struct nx_db_settings *db; /* database.* and database.url resolved (db/settings.c) */
+    struct nx_db_settings *db;       /* database.* and database.url resolved (db/settings.c) */
     struct nx_cache_settings *cache; /* cache.* (cache/cache.c) */
 
     /* every schema key's effective value and where it came from, by schema index */
