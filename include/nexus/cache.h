@@ -25,6 +25,7 @@
 #include <stdint.h>
 
 #include <nexus/http.h>
+#include <nexus/plugin.h>
 
 #define NX_CACHE_KEY_MAX 250
 
@@ -69,5 +70,23 @@ typedef int (*nx_cache_compute_fn)(nx_req *req, void *arg, nx_str *value);
 
 int nx_cache_get_or_compute(nx_req *req, const char *key, uint64_t ttl_ms,
                             nx_cache_compute_fn compute, void *arg, nx_str *out);
+
+/* ---- publish and subscribe ---------------------------------------------------------- */
+
+/*
+ * A subscriber: called in every worker for every message published on its channel, in the
+ * worker's loop outside any request (it must not wait; a cache or database call there
+ * fails). channel is NUL-terminated; data holds len bytes and is valid during the call.
+ */
+typedef void (*nx_message_fn)(const char *channel, const void *data, size_t len);
+
+/* Subscribes fn to channel (1 to 200 bytes), from a plugin's init. NX_OK / NX_ERR. */
+int nx_subscribe(nx_plugin *p, const char *channel, nx_message_fn fn);
+
+/*
+ * Publishes len bytes (at most 64 KiB) on channel to every worker of this instance,
+ * including the caller's own. NX_OK, or NX_ERR.
+ */
+int nx_publish(nx_req *req, const char *channel, const void *data, size_t len);
 
 #endif

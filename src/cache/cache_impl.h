@@ -109,6 +109,21 @@ void nx_cache_worker_stop(void);
 /* The readiness check `cache`. */
 bool nx_cache_ready(const char **why);
 
+/* ---- pub/sub within an instance (pubsub.c) ---- */
+
+/* In the master before forking: the shared message ring. NX_OK / NX_ERR (errno). */
+int nx_pubsub_prepare(void);
+/* The eventfd the master polls for published messages (-1 before prepare). */
+int nx_pubsub_master_fd(void);
+/* In the master, just before forking a worker: the eventfd that worker will be signalled on. */
+int nx_pubsub_new_worker_fd(void);
+/* In the master when its fd is readable: signals each worker's eventfd (-1 entries skipped). */
+void nx_pubsub_relay(const int *worker_fds, size_t n);
+/* In a worker: starts reading the ring when signalled. */
+int nx_pubsub_worker_start(nx_loop *loop);
+/* A plugin being unloaded loses its subscriptions. */
+void nx_pubsub_remove_owner(const void *owner);
+
 /* ---- counters (cache.c), for the metrics of the observability issue ---- */
 
 typedef struct nx_cache_counters {

@@ -32,6 +32,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cache/cache_impl.h"
 #include "core/util.h"
 #include "http/middleware.h"
 #include "observe/health.h"
@@ -395,6 +396,7 @@ static void drop_registrations(nx_plugin *p)
     nx_router_remove_owner(p->router, p->desc->name);
     nx_health_remove_owner(p);
     nx_middleware_remove_owner(p);
+    nx_pubsub_remove_owner(p);
     p->worker_start = NULL;
     p->worker_stop = NULL;
 }
@@ -447,6 +449,7 @@ static void plugin_free(nx_plugin *p, bool close_code)
         p->desc->fini(p);
     nx_health_remove_owner(p);
     nx_middleware_remove_owner(p);
+    nx_pubsub_remove_owner(p);
     nx_plugin_settings_free(p);
     if (close_code)
         dlclose(p->handle);

@@ -38,7 +38,8 @@ enum wstate { W_STARTING, W_READY, W_DRAINING };
 
 typedef struct wproc {
     pid_t pid;
-    int fd; /* read end of its notify pipe; -1 once closed */
+    int fd;  /* read end of its notify pipe; -1 once closed */
+    int efd; /* its pub/sub eventfd (cache/pubsub.c), -1 if none */
     int gen;
     enum wstate state;
     uint64_t started;
@@ -76,25 +77,32 @@ static int spawn(int gen, pid_t replaces)
         nx_log_error("pipe: %s", strerror(errno));
         return NX_ERR;
     }
+    int efd = nx_pubsub_new_worker_fd(); /* -1 leaves the worker without messages */
     pid_t pid = fork();
     if (pid < 0) {
         nx_log_error("fork: %s", strerror(errno));
         close(pfd[0]);
         close(pfd[1]);
+        if (efd >= 0)
+            close(efd);
         return NX_ERR;
     }
     if (pid == 0) {
         close(pfd[0]);
         close(M.sig_fd);
-        for (size_t i = 0; i < M.nw; i++)
+        for (size_t i = 0; i < M.nw; i++) {
             if (M.w[i].fd >= 0)
                 close(M.w[i].fd);
+            if (M.w[i].efd >= 0)
+                close(M.w[i].efd);
+        }
         nx_worker_main(M.cfg, M.listen_fd, pfd[1], M.shared);
     }
     close(pfd[1]);
     fcntl(pfd[0], F_SETFL, O_NONBLOCK);
     M.w[M.nw++] = (wproc){.pid = pid,
                           .fd = pfd[0],
+                          .efd = efd,
                           .gen = gen,
                           .state = W_STARTING,
                           .started = nx_now_ms(),
@@ -332,6 +340,8 @@ static void reap(void)
             if (w->fd >= 0)
                 close(w->fd);
         }
+        if (w->efd >= 0)
+            close(w->efd);
         *w = M.w[--M.nw];
         if (replace) {
             /* Crashes right after start (a plugin that segfaults at once, say) back off
@@ -413,11 +423,14 @@ static void run_timers(void)
 
 static int supervise(void)
 {
-    struct pollfd pfds[MAX_WORKERS + 1];
-    wproc *owners[MAX_WORKERS + 1];
+    struct pollfd pfds[MAX_WORKERS + 2];
+    wproc *owners[MAX_WORKERS + 2];
+    int relay[MAX_WORKERS];
     while (!(M.state == M_STOPPING && M.nw == 0)) {
         size_t n = 0;
         pfds[n++] = (struct pollfd){.fd = M.sig_fd, .events = POLLIN};
+        /* A worker published a message: every worker is told to read it. */
+        pfds[n++] = (struct pollfd){.fd = nx_pubsub_master_fd(), .events = POLLIN};
         for (size_t i = 0; i < M.nw; i++) {
             if (M.w[i].fd >= 0) {
                 owners[n] = &M.w[i];
@@ -438,8 +451,13 @@ static int supervise(void)
             nx_log_error("poll: %s", strerror(errno));
             return 1;
         }
+        if (rc > 0 && pfds[1].revents) {
+            for (size_t i = 0; i < M.nw; i++)
+                relay[i] = M.w[i].efd;
+            nx_pubsub_relay(relay, M.nw);
+        }
         /* Worker messages first: reaping may reorder the table they point into. */
-        for (size_t i = 1; rc > 0 && i < n; i++)
+        for (size_t i = 2; rc > 0 && i < n; i++)
             if (pfds[i].revents)
                 read_pipe(owners[i]);
         if (rc > 0 && pfds[0].revents)
@@ -472,6 +490,10 @@ int nx_server_run(nx_config *cfg)
     }
     nx_health_add_check(NULL, "database", nx_db_ready);
     nx_health_add_check(NULL, "cache", nx_cache_ready);
+    if (nx_pubsub_prepare() != NX_OK) {
+        nx_log_error("pub/sub: cannot map its message ring: %s", strerror(errno));
+        return 1;
+    }
     if (nx_cache_prepare(cfg->cache) != NX_OK) {
         nx_log_error("cache: cannot map %llu bytes of shared memory (cache.size): %s",
                      (unsigned long long)cfg->cache->size, strerror(errno));

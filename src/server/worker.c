@@ -231,7 +231,8 @@ void nx_worker_main(const nx_config *cfg, int listen_fd, int notify_fd, nx_share
     }
 
     nx_db_start(cfg->db, W.loop);
-    if (nx_cache_worker_start(cfg->cache, W.loop) != NX_OK) {
+    if (nx_cache_worker_start(cfg->cache, W.loop) != NX_OK ||
+        nx_pubsub_worker_start(W.loop) != NX_OK) {
         nx_log_error("cache: the %s backend cannot start in this worker",
                      cfg->cache->kind == NX_CACHE_REDIS ? "redis" : "memory");
         nx_accesslog_flush(NULL, NULL);

@@ -817,10 +817,11 @@ class DbServer:
 
 @pytest.fixture(scope="session")
 def db_services():
-    """The NEXUS_TEST_* variables of the throwaway databases: those scripts/run-tests.sh
-    exports, or, when pytest runs by hand without them, those of a set started here for the
-    session (in a short /tmp folder: Unix socket paths live in it) and stopped at its end."""
-    if os.environ.get("NEXUS_TEST_PG_URL") and os.environ.get("NEXUS_TEST_MYSQL_URL"):
+    """The NEXUS_TEST_* variables of the throwaway databases and Redis: those
+    scripts/run-tests.sh exports, or, when pytest runs by hand without them, those of a set
+    started here for the session (in a short /tmp folder: Unix socket paths live in it) and
+    stopped at its end."""
+    if all(os.environ.get(f"NEXUS_TEST_{k}_URL") for k in ("PG", "MYSQL", "REDIS")):
         yield {k: v for k, v in os.environ.items() if k.startswith("NEXUS_TEST_")}
         return
     folder = tempfile.mkdtemp(prefix="nexus-services.", dir="/tmp")
@@ -883,3 +884,107 @@ def pytest_configure(config):
     # A SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C, so the fixtures' teardown still
     # stops the servers and databases this session started.
     signal.signal(signal.SIGTERM, _interrupt)
+
+
+# ---- Redis (scripts/services.sh) ------------------------------------------------------------
+
+
+class RedisServer(DbServer):
+    """The Redis of scripts/services.sh (password `nexus`, no persistence: a restart empties
+    it), with the verbs of DbServer (.stop() .kill() .start() .restart()) and clients of its
+    own: .client(db) (a redis-py connection) and .cli(*args, db=0) (redis-cli's output)."""
+
+    def __init__(self, env):
+        self.kind = "redis"
+        self.url = env["NEXUS_TEST_REDIS_URL"]
+        u = urllib.parse.urlsplit(self.url)
+        self.host, self.port = u.hostname, u.port
+        self.user, self.password = None, u.password
+        self.database = u.path.lstrip("/") or "0"
+        self.socket = env.get("NEXUS_TEST_REDIS_SOCKET")
+        self.log_path = env.get("NEXUS_TEST_REDIS_LOG")
+        self.dir = env.get("NEXUS_TEST_SERVICES_DIR")
+        self.script = env.get("NEXUS_TEST_SERVICES", SERVICES_SH)
+
+    def connect(self, db=0):
+        """A redis-py client on db (bytes in, bytes out), the caller's to close."""
+        import redis
+        return redis.Redis(host=self.host, port=self.port, password=self.password, db=db,
+                           socket_timeout=5, socket_connect_timeout=5)
+
+    def client(self, db=0):
+        return self.connect(db)
+
+    def cli(self, *args, db=0):
+        """Runs redis-cli with args on db; its stripped output (asserts on failure)."""
+        cmd = ["redis-cli", "-h", self.host, "-p", str(self.port), "-a", self.password,
+               "--no-auth-warning", "-n", str(db)] + [str(a) for a in args]
+        r = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                           timeout=20)
+        assert r.returncode == 0, f"{cmd}: {r.stderr}"
+        return r.stdout.strip()
+
+    def is_up(self):
+        """Whether it answers PING."""
+        try:
+            c = self.connect()
+            try:
+                return c.ping()
+            finally:
+                c.close()
+        except Exception:  # noqa: BLE001 - any failure means "not up"
+            return False
+
+
+@pytest.fixture(scope="session")
+def _redis_server(db_services):
+    if "NEXUS_TEST_REDIS_URL" not in db_services:
+        pytest.skip("no Redis among the services (scripts/services.sh start writes it)")
+    return RedisServer(db_services)
+
+
+@pytest.fixture(scope="session")
+def redis_url(_redis_server):
+    """redis://:nexus@127.0.0.1:PORT/0 (the password is `nexus`)."""
+    return _redis_server.url
+
+
+@pytest.fixture
+def redis_server(_redis_server):
+    """The session's Redis as a RedisServer, running again after the test whatever the test
+    did to it (stopped or killed: it comes back empty)."""
+    yield _redis_server
+    if _redis_server.dir:
+        _redis_server.start()
+
+
+# ---- steering requests to workers -----------------------------------------------------
+
+
+def call_json(conn, method, path, body=None):
+    headers = [("Content-Type", "application/json")] if body is not None else []
+    conn.send(raw_request(method, path, headers=headers,
+                          body=json.dumps(body) if body is not None else b""))
+    return conn.read_response(method)
+
+
+def connections_on_distinct_workers(s, n):
+    """n keep-alive connections, each served by a different worker.
+
+    Idle workers share the listener and the kernel tends to hand every new connection to
+    the same one, so the test steers: once a connection has landed on a worker, that worker
+    is stopped (SIGSTOP), and the next connection can only be accepted by another. All are
+    resumed before returning. [(conn, pid)]"""
+    conns, stopped = [], []
+    try:
+        for _ in range(n):
+            c = s.raw(timeout=10)
+            conns.append(c)
+            pid = int(call_json(c, "GET", "/test/pid").body)
+            assert pid not in stopped, "a stopped worker answered"
+            os.kill(pid, signal.SIGSTOP)
+            stopped.append(pid)
+    finally:
+        for pid in stopped:
+            os.kill(pid, signal.SIGCONT)
+    return list(zip(conns, stopped))

@@ -5,9 +5,12 @@ tested in tests/unit/cache/shm_test.c; here, what a plugin sees through <nexus/c
 get-or-compute under a stampede, and the cache check of /ready.
 """
 
+import json
 import threading
 
 import requests
+
+from conftest import connections_on_distinct_workers, raw_request, wait_for
 
 
 def _many(s, path, n):
@@ -68,3 +71,57 @@ def test_ready_reports_the_cache(spawn):
     r = s.get("/ready")
     assert r.status_code == 200
     assert r.json()["checks"]["cache"] == "ok"
+
+
+# ---- publish and subscribe within the instance ------------------------------------------
+
+
+def test_a_message_reaches_every_worker_once(spawn):
+    s = spawn(workers=3)
+    s.wait_workers(3)
+    conns = connections_on_distinct_workers(s, 3)
+    try:
+        (a, _), (b, _), (c, _) = conns
+        a.send(raw_request("POST", "/test/publish", body=b"hello-1"))
+        assert a.read_response("POST").status == 204
+        for conn, pid in conns:  # the publisher's own worker included
+            assert wait_for(lambda: _events(conn) == ["hello-1"], 2), (pid, _events(conn))
+        b.send(raw_request("POST", "/test/publish", body=b"hello-2"))
+        assert b.read_response("POST").status == 204
+        for conn, pid in conns:
+            assert wait_for(lambda: _events(conn) == ["hello-1", "hello-2"], 2), _events(conn)
+    finally:
+        for conn, _ in conns:
+            conn.close()
+
+
+def _events(conn):
+    conn.send(raw_request("GET", "/test/events"))
+    return json.loads(conn.read_response("GET").body)["events"]
+
+
+def test_a_worker_started_later_gets_later_messages(spawn):
+    # A worker replaced after a crash gets its own signal from the master.
+    s = spawn(workers=1)
+    first = s.get("/test/pid").text
+    try:
+        s.get("/test/crash")  # the worker aborts: the connection just closes
+    except requests.exceptions.RequestException:
+        pass
+    assert wait_for(lambda: _pid_changed(s, first), 5)
+    requests.post(s.url("/test/publish"), data=b"after", timeout=5)
+    assert wait_for(lambda: s.get("/test/events").json()["events"] == ["after"], 2)
+
+
+def _pid_changed(s, first):
+    try:
+        return s.get("/test/pid").text != first
+    except requests.exceptions.RequestException:
+        return False
+
+
+def test_a_long_message_is_refused_not_truncated(spawn):
+    s = spawn(workers=1)
+    r = requests.post(s.url("/test/publish"), data=b"x" * (64 * 1024 + 1), timeout=5)
+    assert r.status_code == 503
+    assert s.get("/test/events").json()["events"] == []

@@ -15,7 +15,6 @@ import datetime
 import json
 import os
 import re
-import signal
 import sqlite3
 import subprocess
 import threading
@@ -27,7 +26,8 @@ import pytest
 import requests
 
 from conftest import (NEXUS_BIN, PLUGINS_DIR, allow_set, assert_common_headers, assert_problem,
-                      free_port, raw_request, wait_for)
+                      call_json, connections_on_distinct_workers, free_port, raw_request,
+                      wait_for)
 
 ISO_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 JSON = {"Content-Type": "application/json"}
@@ -583,61 +583,32 @@ def test_ready_includes_the_database_check(srv):
 
 # ---- several workers, restarts, concurrency, failures -------------------------------------
 
-def _call(conn, method, path, body=None):
-    headers = [("Content-Type", "application/json")] if body is not None else []
-    conn.send(raw_request(method, path, headers=headers,
-                          body=json.dumps(body) if body is not None else b""))
-    return conn.read_response(method)
-
-
-def _connections_on_distinct_workers(s, n):
-    """n keep-alive connections, each served by a different worker.
-
-    Idle workers share the listener and the kernel tends to hand every new connection to
-    the same one, so the test steers: once a connection has landed on a worker, that worker
-    is stopped (SIGSTOP), and the next connection can only be accepted by another. All are
-    resumed before returning. [(conn, pid)]"""
-    conns, stopped = [], []
-    try:
-        for _ in range(n):
-            c = s.raw(timeout=10)
-            conns.append(c)
-            pid = int(_call(c, "GET", "/test/pid").body)
-            assert pid not in stopped, "a stopped worker answered"
-            os.kill(pid, signal.SIGSTOP)
-            stopped.append(pid)
-    finally:
-        for pid in stopped:
-            os.kill(pid, signal.SIGCONT)
-    return list(zip(conns, stopped))
-
-
 def test_every_worker_sees_every_write(spawn, database):
     s = spawn(workers=3, env=database.env)
     s.wait_workers(3)
-    conns = _connections_on_distinct_workers(s, 3)
+    conns = connections_on_distinct_workers(s, 3)
     try:
         p = prefix()
         made = {}
         for i, (c, _) in enumerate(conns):
             for k in range(4):
-                r = _call(c, "POST", "/todos", {"title": f"{p} {i}.{k}", "done": k == 1})
+                r = call_json(c, "POST", "/todos", {"title": f"{p} {i}.{k}", "done": k == 1})
                 assert r.status == 201, r
                 made[r.json()["id"]] = r.json()
         ids = sorted(made)
         for c, _ in conns:  # every worker reads every write at once
-            r = _call(c, "GET", f"/todos?q={p}&limit=100")
+            r = call_json(c, "GET", f"/todos?q={p}&limit=100")
             assert r.status == 200, r
             assert r.json()["items"] == [made[i] for i in ids]
             assert r.json()["total"] == len(ids)
         for n, tid in enumerate(ids):  # each todo changed in one worker, read in another
             writer, reader = conns[n % len(conns)][0], conns[(n + 1) % len(conns)][0]
-            r = _call(writer, "PATCH", f"/todos/{tid}", {"title": f"{p} changed {tid}"})
+            r = call_json(writer, "PATCH", f"/todos/{tid}", {"title": f"{p} changed {tid}"})
             assert r.status == 200, r
-            r = _call(reader, "GET", f"/todos/{tid}")
+            r = call_json(reader, "GET", f"/todos/{tid}")
             assert r.status == 200 and r.json()["title"] == f"{p} changed {tid}", r
-        assert _call(conns[0][0], "DELETE", f"/todos/{ids[0]}").status == 204
-        assert _call(conns[-1][0], "GET", f"/todos/{ids[0]}").status == 404
+        assert call_json(conns[0][0], "DELETE", f"/todos/{ids[0]}").status == 204
+        assert call_json(conns[-1][0], "GET", f"/todos/{ids[0]}").status == 404
     finally:
         for c, _ in conns:
             c.close()
@@ -649,29 +620,29 @@ def test_reads_come_from_the_shared_cache_and_writes_invalidate_them(spawn, data
     once (the generation in the keys), so no worker ever serves the old value."""
     s = spawn(workers=2, env=database.env)
     s.wait_workers(2)
-    (a, _), (b, _) = _connections_on_distinct_workers(s, 2)
+    (a, _), (b, _) = connections_on_distinct_workers(s, 2)
     try:
         p = prefix()
-        tid = _call(a, "POST", "/todos", {"title": f"{p} first"}).json()["id"]
-        r1 = _call(a, "GET", f"/todos/{tid}")
+        tid = call_json(a, "POST", "/todos", {"title": f"{p} first"}).json()["id"]
+        r1 = call_json(a, "GET", f"/todos/{tid}")
         assert r1.status == 200 and r1.headers.get("x-cache") == "miss", r1
-        r2 = _call(b, "GET", f"/todos/{tid}")  # the other worker: the same entry
+        r2 = call_json(b, "GET", f"/todos/{tid}")  # the other worker: the same entry
         assert r2.status == 200 and r2.headers.get("x-cache") == "hit", r2
         assert r2.json() == r1.json()
-        listed = _call(a, "GET", f"/todos?q={p}")
+        listed = call_json(a, "GET", f"/todos?q={p}")
         assert listed.headers.get("x-cache") == "miss"
-        assert _call(b, "GET", f"/todos?q={p}").headers.get("x-cache") == "hit"
+        assert call_json(b, "GET", f"/todos?q={p}").headers.get("x-cache") == "hit"
 
-        assert _call(b, "PATCH", f"/todos/{tid}", {"title": f"{p} second"}).status == 200
-        r3 = _call(a, "GET", f"/todos/{tid}")
+        assert call_json(b, "PATCH", f"/todos/{tid}", {"title": f"{p} second"}).status == 200
+        r3 = call_json(a, "GET", f"/todos/{tid}")
         assert r3.headers.get("x-cache") == "miss" and r3.json()["title"] == f"{p} second", r3
-        r4 = _call(b, "GET", f"/todos?q={p}")
+        r4 = call_json(b, "GET", f"/todos?q={p}")
         assert r4.headers.get("x-cache") == "miss", r4
         assert [t["title"] for t in r4.json()["items"]] == [f"{p} second"]
 
-        assert _call(a, "DELETE", f"/todos/{tid}").status == 204
-        assert _call(b, "GET", f"/todos/{tid}").status == 404
-        assert _call(a, "GET", f"/todos?q={p}").json()["total"] == 0
+        assert call_json(a, "DELETE", f"/todos/{tid}").status == 204
+        assert call_json(b, "GET", f"/todos/{tid}").status == 404
+        assert call_json(a, "GET", f"/todos?q={p}").json()["total"] == 0
     finally:
         a.close()
         b.close()

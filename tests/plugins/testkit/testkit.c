@@ -310,9 +310,43 @@ static void computes_handler(nx_req *req, nx_res *res)
     nx_text(res, 200, hit ? v.ptr : "0");
 }
 
+/* The messages this worker received on "test.events" (the last 32). */
+static char received[32][64];
+static size_t nreceived;
+
+static void on_event(const char *channel, const void *data, size_t len)
+{
+    size_t n = len < sizeof(received[0]) - 1 ? len : sizeof(received[0]) - 1;
+    char *slot = received[nreceived++ % 32];
+    memcpy(slot, data, n);
+    slot[n] = '\0';
+}
+
+/* POST /test/publish: the body on "test.events". */
+static void publish_handler(nx_req *req, nx_res *res)
+{
+    nx_str body = nx_req_body(req);
+    if (nx_publish(req, "test.events", body.ptr, body.len) != NX_OK)
+        nx_problem(res, 503, "not published");
+    else
+        nx_res_status(res, 204);
+}
+
+/* GET /test/events: what this worker received, oldest first, and its pid. */
+static void events_handler(nx_req *req, nx_res *res)
+{
+    json_t *list = json_array();
+    size_t first = nreceived > 32 ? nreceived - 32 : 0;
+    for (size_t i = first; i < nreceived; i++)
+        json_array_append_new(list, json_string(received[i % 32]));
+    nx_json(res, 200, json_pack("{s:o, s:i}", "events", list, "pid", (int)getpid()));
+}
+
 static int testkit_init(nx_plugin *p)
 {
     self = p;
+    if (nx_subscribe(p, "test.events", on_event) != NX_OK)
+        return -1;
     static const struct {
         const char *method;
         const char *pattern;
@@ -340,6 +374,8 @@ static int testkit_init(nx_plugin *p)
         {"GET", "/test/settings", settings_handler},
         {"GET", "/test/compute", compute_handler},
         {"GET", "/test/computes", computes_handler},
+        {"POST", "/test/publish", publish_handler},
+        {"GET", "/test/events", events_handler},
     };
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
         if (nx_route(p, routes[i].method, routes[i].pattern, routes[i].fn, NX_ROUTE_DEFAULT) !=
