@@ -25,7 +25,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-echo "== services (PostgreSQL, MariaDB)"
+echo "== services (PostgreSQL, MariaDB, Redis)"
 if ! scripts/services.sh start "$services"; then
     echo "== SOME TESTS FAILED: the test databases did not start" >&2
     exit 1

@@ -1,28 +1,32 @@
 #!/usr/bin/env bash
-# Throwaway PostgreSQL 15 and MariaDB servers for the tests and the benchmark: loopback only,
-# all state under one folder, gone with it.
+# Throwaway PostgreSQL 15, MariaDB and Redis servers for the tests and the benchmark: loopback
+# only, all state under one folder, gone with it.
 #
-#   scripts/services.sh start DIR       create (first time) and start both, write DIR/env
+#   scripts/services.sh start DIR       create (first time) and start all three, write DIR/env
 #   scripts/services.sh stop DIR        stop whatever of them runs; DIR stays for the caller
 #   scripts/services.sh start-pg|stop-pg|restart-pg|kill-pg DIR
 #   scripts/services.sh start-mysql|stop-mysql|restart-mysql|kill-mysql DIR
+#   scripts/services.sh start-redis|stop-redis|restart-redis|kill-redis DIR
 #
 # DIR is a fresh `mktemp -d` folder (short: Unix socket paths live in it). `source DIR/env`
 # exports NEXUS_TEST_PG_URL and NEXUS_TEST_MYSQL_URL (user, password and database `nexus`,
-# a superuser that may create and drop other databases) and the paths and ports the outage
-# tests need. The per-server verbs keep the port and the data, so a client sees the same
-# server come back: `stop-*` is a clean shutdown, `kill-*` a crash (PostgreSQL's immediate
-# shutdown, SIGKILL for MariaDB) that the next start recovers from.
+# a superuser that may create and drop other databases), NEXUS_TEST_REDIS_URL (password
+# `nexus`, no persistence) and the paths and ports the outage tests need. The per-server verbs
+# keep the port and the data, so a client sees the same server come back: `stop-*` is a clean
+# shutdown, `kill-*` a crash (PostgreSQL's immediate shutdown, SIGKILL for MariaDB and Redis)
+# that the next start recovers from (Redis keeps nothing on disk: it comes back empty).
 #
-# As root, PostgreSQL runs as the `postgres` user (it refuses root) and MariaDB as root.
+# As root, PostgreSQL runs as the `postgres` user (it refuses root), MariaDB and Redis as root.
 # The servers run in sessions of their own, so a Ctrl-C on the terminal reaches only the
 # caller, whose trap then stops them cleanly.
 set -euo pipefail
 
 PG_BIN=/usr/lib/postgresql/15/bin
 MARIADBD=/usr/sbin/mariadbd
+REDIS_SERVER=/usr/bin/redis-server
+REDIS_CLI=/usr/bin/redis-cli
 START_TIMEOUT=60 # seconds for a server to answer or to stop
-USER_NAME=nexus  # user, password and database of both servers
+USER_NAME=nexus  # user, password and database of the servers (Redis: the password)
 MAX_CONNECTIONS=500
 
 SELF=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
@@ -33,7 +37,7 @@ die() {
 }
 
 usage() {
-    sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 64
 }
 
@@ -248,15 +252,83 @@ my_stop() { # MODE: fast (SIGTERM, a clean shutdown) or immediate (SIGKILL, a cr
     kill -KILL "$pid" 2>/dev/null || true
 }
 
+# ---- Redis --------------------------------------------------------------------------------
+
+rd_pid() { [ -f "$dir/redis/pid" ] && head -n 1 "$dir/redis/pid"; }
+
+rd_running() {
+    local pid
+    pid=$(rd_pid) || return 1
+    alive "$pid" && grep -q redis-server "/proc/$pid/comm" 2>/dev/null
+}
+
+rd_cli() {
+    "$REDIS_CLI" -s "$dir/redis/sock" -a "$USER_NAME" --no-auth-warning "$@"
+}
+
+# The port is chosen once; everything else is fixed here, so a restart is the same server.
+rd_init() {
+    [ -f "$dir/redis/port" ] && return 0
+    [ -x "$REDIS_SERVER" ] || die "$REDIS_SERVER missing: run scripts/install-deps.sh test"
+    mkdir -p "$dir/redis"
+    free_port >"$dir/redis/port"
+}
+
+rd_start() {
+    rd_init
+    rd_running && return 0
+    local port pid i
+    port=$(cat "$dir/redis/port")
+    rm -f "$dir/redis/pid"
+    setsid "$REDIS_SERVER" --bind 127.0.0.1 --port "$port" --unixsocket "$dir/redis/sock" \
+        --unixsocketperm 700 --dir "$dir/redis" --pidfile "$dir/redis/pid" \
+        --logfile "$dir/redis/server.log" --daemonize no --save '' --appendonly no \
+        --requirepass "$USER_NAME" --maxclients "$MAX_CONNECTIONS" </dev/null \
+        >>"$dir/redis/stdout.log" 2>&1 &
+    pid=$!
+    for ((i = 0; i < START_TIMEOUT * 10; i++)); do
+        if ! alive "$pid"; then
+            log_tail "$dir/redis/stdout.log"
+            log_tail "$dir/redis/server.log"
+            die "Redis exited while starting (folder $dir/redis)"
+        fi
+        if [ -f "$dir/redis/pid" ] && [ "$(rd_cli ping 2>/dev/null)" = PONG ]; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    log_tail "$dir/redis/server.log"
+    die "Redis did not answer within ${START_TIMEOUT}s (folder $dir/redis)"
+}
+
+rd_stop() { # MODE: fast (SIGTERM, a clean shutdown) or immediate (SIGKILL, a crash)
+    rd_running || return 0
+    local pid i
+    pid=$(rd_pid)
+    if [ "$1" = immediate ]; then
+        kill -KILL "$pid"
+    else
+        kill -TERM "$pid"
+    fi
+    for ((i = 0; i < START_TIMEOUT * 10; i++)); do
+        alive "$pid" || return 0
+        sleep 0.1
+    done
+    echo "services: Redis (pid $pid) still runs ${START_TIMEOUT}s after SIGTERM; killing it" >&2
+    kill -KILL "$pid" 2>/dev/null || true
+}
+
 # ---- the whole set ------------------------------------------------------------------------
 
 # Single quotes, readable by `source` and by Python's shlex alike.
 quote() { printf "'%s'" "${1//\'/\'\\\'\'}"; }
 
 write_env() {
-    local pg_port my_port ctl vars i
+    local pg_port my_port rd_port ctl vars i
     pg_port=$(cat "$dir/pg/port")
     my_port=$(cat "$dir/my/port")
+    rd_port=$(cat "$dir/redis/port")
     ctl="$PG_BIN/pg_ctl -D $dir/pg/data -l $dir/pg/server.log"
     if is_root; then ctl="runuser -u postgres -- $ctl"; fi
     vars=(
@@ -277,6 +349,13 @@ write_env() {
         NEXUS_TEST_MYSQL_SOCKET "$dir/my/sock"
         NEXUS_TEST_MYSQL_PID_FILE "$dir/my/pid"
         NEXUS_TEST_MYSQL_LOG "$dir/my/server.log"
+        NEXUS_TEST_REDIS_URL "redis://:$USER_NAME@127.0.0.1:$rd_port/0"
+        NEXUS_TEST_REDIS_HOST 127.0.0.1
+        NEXUS_TEST_REDIS_PORT "$rd_port"
+        NEXUS_TEST_REDIS_PASSWORD "$USER_NAME"
+        NEXUS_TEST_REDIS_SOCKET "$dir/redis/sock"
+        NEXUS_TEST_REDIS_PID_FILE "$dir/redis/pid"
+        NEXUS_TEST_REDIS_LOG "$dir/redis/server.log"
     )
     {
         echo "# written by scripts/services.sh start DIR; stop with scripts/services.sh stop DIR"
@@ -295,6 +374,7 @@ start_all() {
     pg_start
     my_init
     my_start
+    rd_start
     write_env
     trap - EXIT
 }
@@ -303,6 +383,7 @@ stop_all() {
     local rc=0
     if [ -d "$dir/pg" ]; then pg_stop fast || rc=1; fi
     if [ -d "$dir/my" ]; then my_stop fast || rc=1; fi
+    if [ -d "$dir/redis" ]; then rd_stop fast || rc=1; fi
     return $rc
 }
 
@@ -327,5 +408,9 @@ start-mysql) my_start ;;
 stop-mysql) my_stop fast ;;
 kill-mysql) my_stop immediate ;;
 restart-mysql) my_stop fast && my_start ;;
+start-redis) rd_start ;;
+stop-redis) rd_stop fast ;;
+kill-redis) rd_stop immediate ;;
+restart-redis) rd_stop fast && rd_start ;;
 *) usage ;;
 esac

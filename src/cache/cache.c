@@ -80,9 +80,6 @@ void nx_cache_settings_free(nx_cache_settings *s)
 
 /* ---- life cycle ---- */
 
-/* TEMPORARY until redis.c lands */
-extern const nx_cache_backend nx_cache_redis_backend __attribute__((weak));
-
 static const nx_cache_backend *backend_of(nx_cache_kind k)
 {
     return k == NX_CACHE_REDIS ? &nx_cache_redis_backend : &nx_cache_shm_backend;
@@ -90,10 +87,6 @@ static const nx_cache_backend *backend_of(nx_cache_kind k)
 
 int nx_cache_prepare(const nx_cache_settings *s)
 {
-    if (!backend_of(s->kind)) {
-        nx_log_error("cache.type %s: this build has no such backend", "redis");
-        return NX_ERR;
-    }
     if (s->kind == NX_CACHE_MEMORY)
         return nx_cache_shm_create(s->size);
     return NX_OK;
@@ -257,6 +250,7 @@ int nx_cache_delete_prefix(nx_req *req, const char *prefix)
     }
     if (!begin(req, prefix, &call, &plen))
         return NX_ERR;
+    call.deadline = req->deadline; /* a walk of the keyspace, not one command */
     if (C.be->del_prefix(&call, prefix, plen) == NX_OK)
         return NX_OK;
     failed(req, &call, "delete_prefix");

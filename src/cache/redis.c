@@ -1,0 +1,830 @@
+/*
+ * redis.c - the Redis cache backend: a per-worker pool of connections on the event loop.
+ *
+ * hiredis makes the connection (redisConnectNonBlock: the socket is non-blocking from the
+ * start) and parses replies (its reader); the protocol is written and the socket read here,
+ * parking the request's coroutine on the socket (nx_watch) whenever it would block, until
+ * the call's deadline. So a cache call costs the worker nothing while Redis works, and no
+ * hiredis call ever waits. hiredis 0.14 has no timeouts of its own: every limit here is a
+ * deadline of the loop.
+ *
+ * Connections are made on first use, up to cache.redis.max_connections per worker; a caller
+ * finding all of them busy queues until its deadline, and a returned connection goes straight
+ * to the first in the queue. A new connection proves itself before use (AUTH and SELECT, or
+ * PING), so a wrong password or a server that accepts connections but never answers counts
+ * as a failure to connect. A connection whose call timed out or failed mid-reply is closed,
+ * never reused: what is left on the wire would be read as the next call's answer.
+ *
+ * When a connection cannot be made, Redis is "down": for a back-off (250 ms, doubling up to
+ * 2 s) every call fails at once instead of waiting on a dead server; then one call (or a
+ * readiness check) tries again, the others still failing fast while it does. The first
+ * connection that works ends the outage, so service comes back by itself.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+
+#include <nexus/log.h>
+
+#include "cache/cache_impl.h"
+#include "core/coro.h"
+#include "core/util.h"
+#include "core/wait.h"
+
+#define BACKOFF_MIN_MS 250
+#define BACKOFF_MAX_MS 2000
+/* The time a readiness check gives a connection to be made, when it has to make one. */
+#define READY_PROBE_MS 1000
+/* Keys asked of each SCAN step (a hint to the server, not a limit). */
+#define SCAN_COUNT "500"
+/* A ttl beyond this (over 35,000 years) is kept without expiry: Redis refuses huge ones. */
+#define TTL_MAX_MS (1ull << 50)
+/* Bytes read from the socket at once. */
+#define READ_CHUNK 65536
+
+/*
+ * INCRBY, with the expiry set only when the key is created by this call: a counter's window
+ * starts with its first increment and later ones do not extend it. One script, so that no
+ * other client sees the key between the two, and an error (not an integer) changes nothing.
+ */
+static const char INCR_SCRIPT[] = "local created = redis.call('EXISTS', KEYS[1]) == 0\n"
+                                  "local v = redis.call('INCRBY', KEYS[1], ARGV[1])\n"
+                                  "if created then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end\n"
+                                  "return v\n";
+
+typedef struct rconn {
+    struct rconn *next; /* in the idle list */
+    redisContext *ctx;  /* its fd and reader; its own I/O functions are not used */
+    nx_watch watch;
+    bool broken; /* closed instead of returned */
+} rconn;
+
+typedef struct pool_waiter {
+    struct pool_waiter *next;
+    nx_wake wake;
+    rconn *granted; /* a connection handed over, or NULL: try again */
+} pool_waiter;
+
+static struct {
+    bool started;
+    nx_loop *loop;
+    char *host; /* copies: the settings may change with a reload */
+    char *password;
+    int port;
+    int db;
+    int max_connections;
+    uint64_t connect_timeout_ms;
+    char where[300]; /* "host:port" or the socket path, for messages */
+
+    rconn *idle; /* most recently used first */
+    int nopen;   /* open or being opened */
+    pool_waiter *head, *tail;
+
+    bool down;    /* the last attempt to connect failed */
+    bool probing; /* an attempt after the back-off is under way */
+    uint64_t backoff_ms;
+    uint64_t retry_at; /* while down: calls before this fail at once */
+    char why[160];     /* why it is down */
+} R;
+
+/* ---- errors ---------------------------------------------------------------------------- */
+
+static int fail(nx_cache_call *call, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static int fail(nx_cache_call *call, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(call->error, sizeof(call->error), fmt, ap);
+    va_end(ap);
+    return NX_ERR;
+}
+
+static bool gone(const nx_cache_call *call)
+{
+    return call->gone && *call->gone;
+}
+
+/* An error reply (or one of a type the command does not answer) as the call's failure. */
+static int bad_reply(nx_cache_call *call, const redisReply *r, const char *what)
+{
+    if (r->type == REDIS_REPLY_ERROR)
+        return fail(call, "Redis %s: %.*s", what, (int)(r->len > 120 ? 120 : r->len), r->str);
+    return fail(call, "Redis %s: unexpected reply (type %d)", what, r->type);
+}
+
+/* ---- commands, written in the protocol's own form ------------------------------------- */
+
+typedef struct cmdbuf {
+    char *p; /* malloc'd */
+    size_t len, cap;
+    int n; /* commands in it: the replies to read */
+} cmdbuf;
+
+static void put(cmdbuf *b, const void *s, size_t n)
+{
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + n)
+            cap *= 2;
+        b->p = nx_xrealloc(b->p, cap);
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+}
+
+static void put_count(cmdbuf *b, char type, size_t n)
+{
+    char head[32];
+    int k = snprintf(head, sizeof(head), "%c%zu\r\n", type, n);
+    put(b, head, (size_t)k);
+}
+
+static nx_str lit(const char *s)
+{
+    return (nx_str){s, strlen(s)};
+}
+
+/* Appends one command of argc arguments (binary-safe: each has its length). */
+static void cmd(cmdbuf *b, size_t argc, const nx_str *argv)
+{
+    put_count(b, '*', argc);
+    for (size_t i = 0; i < argc; i++) {
+        put_count(b, '$', argv[i].len);
+        put(b, argv[i].ptr, argv[i].len);
+        put(b, "\r\n", 2);
+    }
+    b->n++;
+}
+
+static void free_replies(redisReply **rep, int n)
+{
+    for (int i = 0; i < n; i++) {
+        if (rep[i])
+            freeReplyObject(rep[i]);
+        rep[i] = NULL;
+    }
+}
+
+/* ---- the socket ------------------------------------------------------------------------ */
+
+/* A failure of the connection itself: it is closed when it goes back. */
+static int conn_fail(rconn *c, nx_cache_call *call, const char *what, int err)
+{
+    c->broken = true;
+    return fail(call, "%s Redis at %s: %s", what, R.where, strerror(err));
+}
+
+/*
+ * Parks until c's socket has one of events or deadline (0 = none) passes. Returns the events,
+ * or fails the call (the connection broken: a reply may be under way) and returns NX_ERR.
+ */
+static int wait_sock(rconn *c, nx_cache_call *call, uint32_t events, uint64_t deadline)
+{
+    int ev = 0;
+    if (!gone(call) && !(deadline && nx_loop_now(R.loop) >= deadline))
+        ev = nx_watch_wait(&c->watch, events, deadline);
+    if (ev > 0 && !gone(call))
+        return ev;
+    c->broken = true;
+    if (ev == NX_ERR)
+        return fail(call, "Redis at %s: epoll refused the socket: %s", R.where, strerror(errno));
+    if (gone(call))
+        return fail(call, "Redis call abandoned: the client went away");
+    return fail(call, "Redis at %s did not answer in time", R.where);
+}
+
+/* Reads what the socket holds into the reader: NX_OK with *got bytes (0: none yet), NX_ERR. */
+static int read_some(rconn *c, nx_cache_call *call, size_t *got)
+{
+    static char buf[READ_CHUNK]; /* one worker thread; no wait between read and feed */
+    *got = 0;
+    for (;;) {
+        ssize_t n = read(c->ctx->fd, buf, sizeof(buf));
+        if (n > 0) {
+            if (redisReaderFeed(c->ctx->reader, buf, (size_t)n) != REDIS_OK) {
+                c->broken = true;
+                return fail(call, "Redis at %s: reader: %s", R.where, c->ctx->reader->errstr);
+            }
+            *got = (size_t)n;
+            return NX_OK;
+        }
+        if (n == 0) {
+            c->broken = true;
+            return fail(call, "Redis at %s closed the connection", R.where);
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return NX_OK;
+        return conn_fail(c, call, "reading from", errno);
+    }
+}
+
+/* Writes b whole, reading whatever answers arrive meanwhile (pipelined replies). */
+static int send_all(rconn *c, nx_cache_call *call, const cmdbuf *b, uint64_t deadline)
+{
+    size_t off = 0;
+    while (off < b->len) {
+        ssize_t w = send(c->ctx->fd, b->p + off, b->len - off, MSG_NOSIGNAL);
+        if (w > 0) {
+            off += (size_t)w;
+            continue;
+        }
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+            return conn_fail(c, call, "sending to", errno);
+        /* Input must be watched too: Redis may answer the first commands before it has
+         * read the last, and a full socket buffer on both sides would wait forever. */
+        int ev = wait_sock(c, call, EPOLLIN | EPOLLOUT, deadline);
+        if (ev < 0)
+            return NX_ERR;
+        size_t got;
+        if ((ev & EPOLLIN) && read_some(c, call, &got) != NX_OK)
+            return NX_ERR;
+    }
+    return NX_OK;
+}
+
+/*
+ * Sends b's commands on c and reads their b->n replies into rep (NULL-filled first; the
+ * caller frees them whatever happens). Any failure but an error reply breaks c.
+ */
+static int roundtrip(rconn *c, nx_cache_call *call, const cmdbuf *b, redisReply **rep,
+                     uint64_t deadline)
+{
+    for (int i = 0; i < b->n; i++)
+        rep[i] = NULL;
+    if (send_all(c, call, b, deadline) != NX_OK)
+        return NX_ERR;
+    for (int i = 0; i < b->n;) {
+        void *r = NULL;
+        if (redisReaderGetReply(c->ctx->reader, &r) != REDIS_OK) {
+            c->broken = true;
+            return fail(call, "Redis at %s: protocol error: %s", R.where, c->ctx->reader->errstr);
+        }
+        if (r) {
+            rep[i++] = r;
+            continue;
+        }
+        size_t got;
+        if (read_some(c, call, &got) != NX_OK)
+            return NX_ERR;
+        if (!got && wait_sock(c, call, EPOLLIN, deadline) < 0)
+            return NX_ERR;
+    }
+    return NX_OK;
+}
+
+/* ---- connections ----------------------------------------------------------------------- */
+
+static void conn_free(rconn *c)
+{
+    nx_watch_close(&c->watch);
+    redisFree(c->ctx); /* closes the socket */
+    free(c);
+}
+
+/* No round trip: the server has not closed the idle connection, nor sent it anything. */
+static bool conn_alive(rconn *c)
+{
+    char b;
+    ssize_t r = recv(c->ctx->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    return r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+static void mark_up(void)
+{
+    if (R.down)
+        nx_log_info("cache: Redis at %s answers again", R.where);
+    R.down = false;
+    R.backoff_ms = 0;
+}
+
+static void wake_all(void);
+
+static void mark_down(const char *why)
+{
+    if (!R.down)
+        nx_log_warn("cache: Redis at %s unavailable: %s; cache calls miss until it is back",
+                    R.where, why);
+    R.down = true;
+    R.backoff_ms = R.backoff_ms ? R.backoff_ms * 2 : BACKOFF_MIN_MS;
+    if (R.backoff_ms > BACKOFF_MAX_MS)
+        R.backoff_ms = BACKOFF_MAX_MS;
+    R.retry_at = nx_loop_now(R.loop) + R.backoff_ms;
+    snprintf(R.why, sizeof(R.why), "%s", why);
+    wake_all(); /* those queued for a connection fail now too */
+}
+
+/* AUTH and SELECT (or a PING): the first round trip, proving the connection usable. */
+static int handshake(rconn *c, nx_cache_call *call, uint64_t deadline)
+{
+    cmdbuf b = {0};
+    const char *what[2];
+    if (*R.password) {
+        nx_str a[] = {lit("AUTH"), lit(R.password)};
+        what[b.n] = "AUTH";
+        cmd(&b, 2, a);
+    }
+    char db[16];
+    snprintf(db, sizeof(db), "%d", R.db);
+    if (R.db) {
+        nx_str a[] = {lit("SELECT"), lit(db)};
+        what[b.n] = "SELECT";
+        cmd(&b, 2, a);
+    }
+    if (!b.n) {
+        nx_str a[] = {lit("PING")};
+        what[b.n] = "PING";
+        cmd(&b, 1, a);
+    }
+    redisReply *rep[2];
+    int n = b.n;
+    int rc = roundtrip(c, call, &b, rep, deadline);
+    free(b.p);
+    for (int i = 0; rc == NX_OK && i < n; i++) {
+        if (rep[i]->type == REDIS_REPLY_ERROR) {
+            rc = fail(call, "Redis at %s refused %s: %.*s", R.where, what[i],
+                      (int)(rep[i]->len > 100 ? 100 : rep[i]->len), rep[i]->str);
+            if (strncmp(rep[i]->str, "NOAUTH", 6) == 0)
+                snprintf(call->error + strlen(call->error),
+                         sizeof(call->error) - strlen(call->error), " (set cache.redis.password)");
+        }
+    }
+    free_replies(rep, n);
+    return rc;
+}
+
+/*
+ * Opens a connection within the connect timeout (or the call's deadline, when sooner).
+ * A failure that is Redis's (refused, timed out on its own limit, rejected the password)
+ * puts the backend down; one that is the call's (its client left, its time ran out) does not.
+ */
+static rconn *conn_open(nx_cache_call *call)
+{
+    uint64_t now = nx_loop_now(R.loop);
+    uint64_t deadline = R.connect_timeout_ms ? now + R.connect_timeout_ms : 0;
+    bool call_bound = call->deadline && (!deadline || call->deadline < deadline);
+    if (call_bound)
+        deadline = call->deadline;
+
+    redisContext *ctx =
+        R.host[0] == '/' ? redisConnectUnixNonBlock(R.host) : redisConnectNonBlock(R.host, R.port);
+    if (!ctx)
+        nx_oom();
+    if (ctx->err) {
+        fail(call, "connecting to Redis at %s: %s", R.where, ctx->errstr);
+        redisFree(ctx);
+        mark_down(call->error);
+        return NULL;
+    }
+    rconn *c = nx_xcalloc(1, sizeof(*c));
+    c->ctx = ctx;
+    if (nx_watch_open(R.loop, &c->watch, ctx->fd) != NX_OK) {
+        fail(call, "Redis at %s: epoll refused the socket: %s", R.where, strerror(errno));
+        conn_free(c);
+        return NULL;
+    }
+    int rc = NX_OK;
+    if (wait_sock(c, call, EPOLLOUT, deadline) < 0) {
+        rc = NX_ERR;
+    } else {
+        int err = 0;
+        socklen_t len = sizeof(err);
+        if (getsockopt(ctx->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+            err = errno;
+        if (err)
+            rc = fail(call, "connecting to Redis at %s: %s", R.where, strerror(err));
+        else
+            rc = handshake(c, call, deadline);
+    }
+    if (rc != NX_OK) {
+        conn_free(c);
+        if (gone(call))
+            return NULL;
+        if (deadline && nx_loop_now(R.loop) >= deadline) {
+            fail(call, "connecting to Redis at %s: no answer within %llu ms (%s)", R.where,
+                 (unsigned long long)(deadline - now),
+                 call_bound ? "the call's deadline" : "cache.redis.connect_timeout");
+            if (call_bound)
+                return NULL; /* the call's time ran out, not necessarily Redis's */
+        }
+        mark_down(call->error);
+        return NULL;
+    }
+    mark_up();
+    return c;
+}
+
+/* ---- the pool -------------------------------------------------------------------------- */
+
+static void conn_close(rconn *c)
+{
+    R.nopen--;
+    conn_free(c);
+}
+
+/* Hands c (or, when NULL, a free slot to open one) to the first waiter. */
+static bool hand_over(rconn *c)
+{
+    pool_waiter *w = R.head;
+    if (!w)
+        return false;
+    R.head = w->next;
+    if (!R.head)
+        R.tail = NULL;
+    w->granted = c;
+    nx_wake_up(&w->wake);
+    return true;
+}
+
+static void wake_all(void)
+{
+    while (hand_over(NULL)) {
+    }
+}
+
+static void release(rconn *c)
+{
+    if (c->broken || !R.started) {
+        conn_close(c);
+        hand_over(NULL);
+        return;
+    }
+    if (hand_over(c))
+        return;
+    c->next = R.idle;
+    R.idle = c;
+}
+
+static void leave_queue(pool_waiter *w)
+{
+    for (pool_waiter **p = &R.head, *prev = NULL; *p; prev = *p, p = &(*p)->next) {
+        if (*p == w) {
+            *p = w->next;
+            if (R.tail == w)
+                R.tail = prev;
+            return;
+        }
+    }
+}
+
+static rconn *acquire(nx_cache_call *call)
+{
+    for (;;) {
+        if (!R.started) {
+            fail(call, "the Redis cache is not started in this process");
+            return NULL;
+        }
+        while (R.idle) {
+            rconn *c = R.idle;
+            R.idle = c->next;
+            c->next = NULL;
+            if (conn_alive(c))
+                return c;
+            conn_close(c); /* Redis restarted, or closed it for idling */
+        }
+        uint64_t now = nx_loop_now(R.loop);
+        if (R.down && (now < R.retry_at || R.probing)) {
+            fail(call, "%s (next try in %llu ms)", R.why,
+                 (unsigned long long)(R.retry_at > now ? R.retry_at - now : 0));
+            return NULL;
+        }
+        if (R.nopen < R.max_connections) {
+            R.nopen++;
+            bool probe = R.down;
+            R.probing = probe;
+            rconn *c = conn_open(call);
+            if (probe)
+                R.probing = false;
+            if (!c) {
+                R.nopen--;
+                hand_over(NULL); /* a waiter may try (and fail fast) itself */
+                return NULL;
+            }
+            return c;
+        }
+        /* Every connection is busy: queue, until the call's deadline. */
+        pool_waiter w = {0};
+        if (R.tail)
+            R.tail->next = &w;
+        else
+            R.head = &w;
+        R.tail = &w;
+        if (nx_wait_wakeable(R.loop, &w.wake, call->deadline) == 1) {
+            if (w.granted)
+                return w.granted;
+            continue; /* a slot freed up, or Redis went down: look again */
+        }
+        leave_queue(&w);
+        if (gone(call))
+            fail(call, "gave up waiting for a Redis connection: the client went away");
+        else
+            fail(call,
+                 "no Redis connection free in time (all %d of cache.redis.max_connections "
+                 "busy)",
+                 R.max_connections);
+        return NULL;
+    }
+}
+
+/* Runs b's commands on a pooled connection; rep gets b->n replies, the caller's to free. */
+static int run(nx_cache_call *call, cmdbuf *b, redisReply **rep)
+{
+    for (int i = 0; i < b->n; i++)
+        rep[i] = NULL;
+    int rc = NX_ERR;
+    rconn *c = acquire(call);
+    if (c) {
+        rc = roundtrip(c, call, b, rep, call->deadline);
+        release(c);
+    }
+    free(b->p);
+    b->p = NULL;
+    if (rc != NX_OK)
+        free_replies(rep, b->n);
+    return rc;
+}
+
+/* ---- operations ------------------------------------------------------------------------ */
+
+static int redis_get(nx_cache_call *call, const char *key, size_t klen, nx_str *out)
+{
+    cmdbuf b = {0};
+    nx_str argv[] = {lit("GET"), {key, klen}};
+    cmd(&b, 2, argv);
+    redisReply *r;
+    if (run(call, &b, &r) != NX_OK)
+        return NX_ERR;
+    int rc;
+    if (r->type == REDIS_REPLY_STRING) {
+        out->ptr = nx_arena_strndup(call->arena, r->str, r->len);
+        out->len = r->len;
+        rc = NX_OK;
+    } else if (r->type == REDIS_REPLY_NIL) {
+        rc = NX_CACHE_MISS;
+    } else {
+        rc = bad_reply(call, r, "GET");
+    }
+    freeReplyObject(r);
+    return rc;
+}
+
+static int redis_set(nx_cache_call *call, const char *key, size_t klen, const void *val,
+                     size_t vlen, uint64_t ttl_ms)
+{
+    cmdbuf b = {0};
+    char ms[24];
+    snprintf(ms, sizeof(ms), "%llu", (unsigned long long)(ttl_ms ? ttl_ms : 1));
+    nx_str argv[] = {lit("SET"), {key, klen}, {val, vlen}, lit("PX"), lit(ms)};
+    cmd(&b, ttl_ms == NX_CACHE_FOREVER || ttl_ms > TTL_MAX_MS ? 3 : 5, argv);
+    redisReply *r;
+    if (run(call, &b, &r) != NX_OK)
+        return NX_ERR;
+    int rc = r->type == REDIS_REPLY_STATUS ? NX_OK : bad_reply(call, r, "SET");
+    freeReplyObject(r);
+    return rc;
+}
+
+/* A command of one key answering an integer: NX_OK with *n, or NX_ERR. */
+static int int_command(nx_cache_call *call, const char *name, const char *key, size_t klen,
+                       long long *n)
+{
+    cmdbuf b = {0};
+    nx_str argv[] = {lit(name), {key, klen}};
+    cmd(&b, 2, argv);
+    redisReply *r;
+    if (run(call, &b, &r) != NX_OK)
+        return NX_ERR;
+    int rc = NX_OK;
+    if (r->type == REDIS_REPLY_INTEGER)
+        *n = r->integer;
+    else
+        rc = bad_reply(call, r, name);
+    freeReplyObject(r);
+    return rc;
+}
+
+static int redis_del(nx_cache_call *call, const char *key, size_t klen)
+{
+    long long n;
+    return int_command(call, "UNLINK", key, klen, &n);
+}
+
+static int redis_exists(nx_cache_call *call, const char *key, size_t klen)
+{
+    long long n;
+    if (int_command(call, "EXISTS", key, klen, &n) != NX_OK)
+        return NX_ERR;
+    return n > 0 ? NX_OK : NX_CACHE_MISS;
+}
+
+static int redis_incr(nx_cache_call *call, const char *key, size_t klen, int64_t delta,
+                      uint64_t ttl_ms, int64_t *out)
+{
+    cmdbuf b = {0};
+    char d[24], ms[24];
+    snprintf(d, sizeof(d), "%lld", (long long)delta);
+    snprintf(ms, sizeof(ms), "%llu", (unsigned long long)(ttl_ms ? ttl_ms : 1));
+    if (ttl_ms == NX_CACHE_FOREVER || ttl_ms > TTL_MAX_MS) {
+        nx_str argv[] = {lit("INCRBY"), {key, klen}, lit(d)};
+        cmd(&b, 3, argv);
+    } else {
+        nx_str argv[] = {lit("EVAL"), {INCR_SCRIPT, sizeof(INCR_SCRIPT) - 1},
+                         lit("1"),    {key, klen},
+                         lit(d),      lit(ms)};
+        cmd(&b, 6, argv);
+    }
+    redisReply *r;
+    if (run(call, &b, &r) != NX_OK)
+        return NX_ERR;
+    int rc = NX_OK;
+    if (r->type == REDIS_REPLY_INTEGER)
+        *out = r->integer;
+    else
+        rc = bad_reply(call, r, "INCRBY");
+    freeReplyObject(r);
+    return rc;
+}
+
+/* prefix with the glob characters of SCAN MATCH escaped, then "*", in the call's arena. */
+static nx_str match_pattern(nx_arena *a, const char *prefix, size_t plen)
+{
+    char *p = nx_arena_alloc(a, plen * 2 + 2);
+    size_t o = 0;
+    for (size_t i = 0; i < plen; i++) {
+        if (prefix[i] && strchr("*?[]\\", prefix[i]))
+            p[o++] = '\\';
+        p[o++] = prefix[i];
+    }
+    p[o++] = '*';
+    p[o] = '\0';
+    return (nx_str){p, o};
+}
+
+/* Appends UNLINK of the keys of a SCAN reply's key array. */
+static void cmd_unlink(cmdbuf *b, const redisReply *keys)
+{
+    put_count(b, '*', keys->elements + 1);
+    put_count(b, '$', 6);
+    put(b, "UNLINK\r\n", 8);
+    for (size_t i = 0; i < keys->elements; i++) {
+        const redisReply *k = keys->element[i];
+        put_count(b, '$', k->len);
+        put(b, k->str, k->len);
+        put(b, "\r\n", 2);
+    }
+    b->n++;
+}
+
+static bool scan_reply_ok(const redisReply *r)
+{
+    return r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+           r->element[0]->type == REDIS_REPLY_STRING && r->element[1]->type == REDIS_REPLY_ARRAY;
+}
+
+/*
+ * SCAN with MATCH over the whole keyspace, each step's keys unlinked in the same write as
+ * the next step's SCAN: one round trip per step. The whole walk shares the call's deadline.
+ */
+static int redis_del_prefix(nx_cache_call *call, const char *prefix, size_t plen)
+{
+    nx_str pattern = match_pattern(call->arena, prefix, plen);
+    rconn *c = acquire(call);
+    if (!c)
+        return NX_ERR;
+    int rc = NX_OK;
+    redisReply *pending = NULL; /* the last SCAN reply: its keys are to unlink */
+    char cursor[32] = "0";
+    bool more = true;
+    while (rc == NX_OK && (more || pending)) {
+        cmdbuf b = {0};
+        bool unlinking = pending && pending->element[1]->elements > 0;
+        if (unlinking)
+            cmd_unlink(&b, pending->element[1]);
+        if (more) {
+            nx_str argv[] = {lit("SCAN"), lit(cursor),  lit("MATCH"),
+                             pattern,     lit("COUNT"), lit(SCAN_COUNT)};
+            cmd(&b, 6, argv);
+        }
+        if (pending)
+            freeReplyObject(pending);
+        pending = NULL;
+        if (!b.n)
+            break;
+        redisReply *rep[2];
+        int n = b.n;
+        rc = roundtrip(c, call, &b, rep, call->deadline);
+        free(b.p);
+        if (rc == NX_OK && unlinking && rep[0]->type != REDIS_REPLY_INTEGER)
+            rc = bad_reply(call, rep[0], "UNLINK");
+        if (rc == NX_OK && more) {
+            redisReply *scan = rep[n - 1];
+            if (!scan_reply_ok(scan)) {
+                rc = bad_reply(call, scan, "SCAN");
+            } else {
+                snprintf(cursor, sizeof(cursor), "%.*s", (int)scan->element[0]->len,
+                         scan->element[0]->str);
+                more = strcmp(cursor, "0") != 0;
+                pending = scan;
+                rep[n - 1] = NULL;
+            }
+        }
+        free_replies(rep, n);
+    }
+    if (pending)
+        freeReplyObject(pending);
+    release(c);
+    return rc;
+}
+
+/* ---- lifecycle and readiness ----------------------------------------------------------- */
+
+static int redis_worker_start(const nx_cache_settings *s, nx_loop *loop)
+{
+    memset(&R, 0, sizeof(R));
+    R.loop = loop;
+    R.host = nx_xstrdup(s->redis_host && *s->redis_host ? s->redis_host : "127.0.0.1");
+    R.password = nx_xstrdup(s->redis_password ? s->redis_password : "");
+    R.port = s->redis_port;
+    R.db = s->redis_db;
+    R.max_connections = s->redis_max_connections > 0 ? s->redis_max_connections : 1;
+    R.connect_timeout_ms = s->redis_connect_timeout_ms;
+    if (R.host[0] == '/')
+        snprintf(R.where, sizeof(R.where), "%s", R.host);
+    else
+        snprintf(R.where, sizeof(R.where), "%s:%d", R.host, R.port);
+    R.started = true;
+    return NX_OK;
+}
+
+static void redis_worker_stop(void)
+{
+    if (!R.started)
+        return;
+    while (R.idle) {
+        rconn *c = R.idle;
+        R.idle = c->next;
+        conn_close(c);
+    }
+    R.started = false;
+    wake_all(); /* they find the backend stopped */
+    free(R.host);
+    free(R.password);
+    R.host = R.password = NULL;
+    /* Connections still lent to requests are closed when they come back. */
+}
+
+/*
+ * Ready while Redis answered the last connection attempt. With no connection to show for it
+ * (a fresh worker, or the back-off over) and inside a coroutine, it makes one, given at most
+ * READY_PROBE_MS, and keeps it in the pool; an idle connection is checked without a round
+ * trip, and all of them busy means Redis is working.
+ */
+static bool redis_ready(const char **why)
+{
+    static char reason[200];
+    if (!R.started)
+        return true;
+    uint64_t now = nx_loop_now(R.loop);
+    bool can_wait = nx_coro_current() != NULL;
+    if (R.down && (now < R.retry_at || R.probing || !can_wait)) {
+        snprintf(reason, sizeof(reason), "%s", R.why);
+        *why = reason;
+        return false;
+    }
+    if (!can_wait || (!R.idle && R.nopen >= R.max_connections))
+        return true;
+    nx_cache_call call = {.loop = R.loop, .deadline = now + READY_PROBE_MS};
+    rconn *c = acquire(&call);
+    if (!c) {
+        snprintf(reason, sizeof(reason), "%s", call.error);
+        *why = reason;
+        return false;
+    }
+    release(c);
+    return true;
+}
+
+const nx_cache_backend nx_cache_redis_backend = {
+    .name = "redis",
+    .get = redis_get,
+    .set = redis_set,
+    .del = redis_del,
+    .exists = redis_exists,
+    .incr = redis_incr,
+    .del_prefix = redis_del_prefix,
+    .worker_start = redis_worker_start,
+    .worker_stop = redis_worker_stop,
+    .ready = redis_ready,
+};
