@@ -142,6 +142,17 @@ static bool begin(nx_req *req, const char *key, nx_cache_call *call, size_t *kle
     return true;
 }
 
+const nx_cache_backend *nx_cache_backend_current(void)
+{
+    return C.started ? C.be : NULL;
+}
+
+int nx_cache_call_for(nx_req *req, nx_cache_call *call)
+{
+    size_t klen;
+    return begin(req, "-", call, &klen) ? NX_OK : NX_ERR;
+}
+
 static void failed(nx_req *req, nx_cache_call *call, const char *op)
 {
     counters.errors++;

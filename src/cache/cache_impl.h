@@ -47,6 +47,9 @@ typedef struct nx_cache_call {
     char error[160];   /* why it failed, for the log */
 } nx_cache_call;
 
+/* Hands a received message to the subscribers of its channel (pubsub.c). */
+typedef void (*nx_cache_deliver_fn)(const char *channel, size_t clen, const void *data, size_t len);
+
 /* Return codes of backend operations besides NX_OK / NX_ERR. */
 #define NX_CACHE_MISS 1
 
@@ -68,6 +71,17 @@ typedef struct nx_cache_backend {
     void (*worker_stop)(void);
     /* A readiness verdict: true, or false with a reason. */
     bool (*ready)(const char **why);
+    /*
+     * Messages between instances, for a backend that carries them (NULL members: the
+     * instance's own ring carries them, to its workers only). publish sends one message to
+     * every subscriber of every instance, this worker's included; subscribe starts, in a
+     * worker, receiving the n channels and calls deliver for each message, in the loop,
+     * outside any coroutine, reconnecting by itself after an outage.
+     */
+    int (*publish)(nx_cache_call *call, const char *channel, size_t clen, const void *data,
+                   size_t len);
+    int (*subscribe)(nx_loop *loop, const char *const *channels, size_t n,
+                     nx_cache_deliver_fn deliver);
 } nx_cache_backend;
 
 extern const nx_cache_backend nx_cache_shm_backend;
@@ -123,6 +137,12 @@ void nx_pubsub_relay(const int *worker_fds, size_t n);
 int nx_pubsub_worker_start(nx_loop *loop);
 /* A plugin being unloaded loses its subscriptions. */
 void nx_pubsub_remove_owner(const void *owner);
+/* The subscribers of channel get the message (what backends' subscribe deliver to). */
+void nx_pubsub_dispatch(const char *channel, size_t clen, const void *data, size_t len);
+/* The backend this worker's cache runs on (cache.c), NULL before it started. */
+const nx_cache_backend *nx_cache_backend_current(void);
+/* A call for a backend operation made by request req: NX_OK, or NX_ERR (not started). */
+int nx_cache_call_for(nx_req *req, nx_cache_call *call);
 
 /* ---- counters (cache.c), for the metrics of the observability issue ---- */
 

@@ -156,6 +156,17 @@ int nx_pubsub_master_fd(void)
 int nx_publish(nx_req *req, const char *channel, const void *data, size_t len)
 {
     size_t clen = channel ? strlen(channel) : 0;
+    const nx_cache_backend *be = nx_cache_backend_current();
+    if (be && be->publish && clen && clen <= CHANNEL_MAX && len <= MESSAGE_MAX) {
+        /* Every instance sharing the backend, this one's workers included. */
+        nx_cache_call call;
+        if (nx_cache_call_for(req, &call) != NX_OK)
+            return NX_ERR;
+        if (be->publish(&call, channel, clen, data ? data : "", len) == NX_OK)
+            return NX_OK;
+        nx_log_warn("request %s: publish on %s failed: %s", req->id, channel, call.error);
+        return NX_ERR;
+    }
     if (!R || clen == 0 || clen > CHANNEL_MAX || len > MESSAGE_MAX) {
         nx_log_warn("request %s: nx_publish: %s", req ? req->id : "-",
                     !R ? "no message ring in this process"
@@ -226,17 +237,22 @@ static void deliver(void)
         record r;
         memcpy(&r, copy + o, sizeof(r));
         const char *ch = copy + o + sizeof(r);
-        const char *data = ch + r.clen;
-        for (size_t i = 0; i < nsubs; i++)
-            if (strlen(subs[i].channel) == r.clen && memcmp(subs[i].channel, ch, r.clen) == 0) {
-                char name[CHANNEL_MAX + 1];
-                memcpy(name, ch, r.clen);
-                name[r.clen] = '\0';
-                subs[i].fn(name, data, r.len);
-            }
+        nx_pubsub_dispatch(ch, r.clen, ch + r.clen, r.len);
         o += record_size(r.clen, r.len);
     }
     free(copy);
+}
+
+void nx_pubsub_dispatch(const char *channel, size_t clen, const void *data, size_t len)
+{
+    char name[CHANNEL_MAX + 1];
+    if (clen > CHANNEL_MAX)
+        return;
+    memcpy(name, channel, clen);
+    name[clen] = '\0';
+    for (size_t i = 0; i < nsubs; i++)
+        if (strcmp(subs[i].channel, name) == 0)
+            subs[i].fn(name, data, len);
 }
 
 static void on_signal(nx_loop *loop, nx_io *io, uint32_t events)
@@ -249,6 +265,22 @@ static void on_signal(nx_loop *loop, nx_io *io, uint32_t events)
 
 int nx_pubsub_worker_start(nx_loop *loop)
 {
+    const nx_cache_backend *be = nx_cache_backend_current();
+    if (be && be->subscribe) {
+        /* The backend carries messages between instances: subscribe to each channel once. */
+        const char **channels = nx_xcalloc(nsubs ? nsubs : 1, sizeof(*channels));
+        size_t n = 0;
+        for (size_t i = 0; i < nsubs; i++) {
+            size_t k = 0;
+            while (k < n && strcmp(channels[k], subs[i].channel) != 0)
+                k++;
+            if (k == n)
+                channels[n++] = subs[i].channel;
+        }
+        int rc = n ? be->subscribe(loop, channels, n, nx_pubsub_dispatch) : NX_OK;
+        free(channels);
+        return rc;
+    }
     if (!R || W.fd < 0)
         return NX_OK;
     ring_lock();
