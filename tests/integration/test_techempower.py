@@ -173,6 +173,26 @@ def test_queries_rows_are_random(srv):
     assert len({wid for wid, _ in rows}) > 450  # 500 draws of 10000: ~12 repeats expected
 
 
+@pytest.mark.parametrize("value,count", [
+    (None, 1), ("0", 1), ("abc", 1), ("2", 2), ("20", 20), ("500", 500), ("501", 500),
+])
+def test_cached_queries_count_is_clamped(srv, database, value, count):
+    path = "/cached-queries" if value is None else f"/cached-queries?count={value}"
+    rows = world(srv.get(path))
+    assert len(rows) == count, (path, len(rows))
+    w = worlds(database)
+    assert all(w[wid] == number for wid, number in rows)
+
+
+def test_cached_queries_fill_the_cache_and_then_read_it(srv, database):
+    # 500 draws twice: the second pass finds (nearly) every row in the cache, and the
+    # values it hands out are still the table's.
+    for _ in range(3):
+        rows = world(srv.get("/cached-queries?count=500"))
+        w = worlds(database)
+        assert all(w[wid] == number for wid, number in rows)
+
+
 # ---- /fortunes -----------------------------------------------------------------------------
 
 def test_fortunes_page(srv):
