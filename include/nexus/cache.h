@@ -71,6 +71,29 @@ typedef int (*nx_cache_compute_fn)(nx_req *req, void *arg, nx_str *value);
 int nx_cache_get_or_compute(nx_req *req, const char *key, uint64_t ttl_ms,
                             nx_cache_compute_fn compute, void *arg, nx_str *out);
 
+/* ---- whole responses ---------------------------------------------------------------- */
+
+/*
+ * Answers the request from the response cached under key (status, content type, body) and
+ * returns true, when there is one and none of its tags was invalidated since it was stored.
+ * Other headers are not cached.
+ */
+bool nx_cache_serve(nx_req *req, nx_res *res, const char *key);
+
+/*
+ * Keeps the response the handler has set (not a file body) under key for ttl_ms, labelled
+ * with tags (a NULL-terminated array of up to 16 names of 1 to 100 bytes, or NULL).
+ * NX_OK / NX_ERR.
+ */
+int nx_cache_store(nx_req *req, const nx_res *res, const char *key, uint64_t ttl_ms,
+                   const char *const *tags);
+
+/*
+ * Makes every response stored with tag stale at once, in every worker (and, with Redis,
+ * every instance). Invalidation by key prefix is nx_cache_delete_prefix.
+ */
+int nx_cache_invalidate_tag(nx_req *req, const char *tag);
+
 /* ---- publish and subscribe ---------------------------------------------------------- */
 
 /*

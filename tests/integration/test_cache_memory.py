@@ -125,3 +125,32 @@ def test_a_long_message_is_refused_not_truncated(spawn):
     r = requests.post(s.url("/test/publish"), data=b"x" * (64 * 1024 + 1), timeout=5)
     assert r.status_code == 503
     assert s.get("/test/events").json()["events"] == []
+
+
+# ---- whole responses ------------------------------------------------------------------
+
+
+def test_a_whole_response_is_served_from_the_cache_until_its_tag_is_invalidated(spawn):
+    s = spawn(workers=2)
+    first = s.get("/test/page?key=page:a&tag=todos")
+    assert first.status_code == 203 and first.text.startswith("render 1 ")
+    assert first.headers["content-type"] == "text/x-page"
+    for _ in range(5):  # cached: status, type and body as stored, on whichever worker
+        again = s.get("/test/page?key=page:a&tag=todos")
+        assert (again.status_code, again.text) == (203, first.text)
+        assert again.headers["content-type"] == "text/x-page"
+    other = s.get("/test/page?key=page:b&tag=users")
+    assert requests.post(s.url("/test/invalidate?tag=todos"), timeout=5).status_code == 204
+    fresh = s.get("/test/page?key=page:a&tag=todos")
+    assert fresh.text != first.text, "an invalidated tag must not serve the old response"
+    assert s.get("/test/page?key=page:a&tag=todos").text == fresh.text
+    assert s.get("/test/page?key=page:b&tag=users").text == other.text  # another tag: kept
+
+
+def test_responses_dropped_by_key_prefix(spawn):
+    s = spawn(workers=1)
+    a = s.get("/test/page?key=list:1").text
+    b = s.get("/test/page?key=item:1").text
+    assert requests.post(s.url("/test/invalidate?prefix=list:"), timeout=5).status_code == 204
+    assert s.get("/test/page?key=list:1").text != a
+    assert s.get("/test/page?key=item:1").text == b

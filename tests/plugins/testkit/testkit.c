@@ -310,6 +310,35 @@ static void computes_handler(nx_req *req, nx_res *res)
     nx_text(res, 200, hit ? v.ptr : "0");
 }
 
+/* GET /test/page?key=&tag=: a response cached whole, tagged; its body counts the misses. */
+static void page_handler(nx_req *req, nx_res *res)
+{
+    static int renders;
+    const char *key = nx_req_query(req, "key");
+    const char *tag = nx_req_query(req, "tag");
+    if (key && nx_cache_serve(req, res, key))
+        return;
+    const char *tags[] = {tag, NULL};
+    const char *body =
+        nx_arena_printf(nx_req_arena(req), "render %d by %d", ++renders, (int)getpid());
+    nx_res_status(res, 203);
+    nx_res_body(res, "text/x-page", body, strlen(body));
+    if (key)
+        nx_cache_store(req, res, key, 60000, tag ? tags : NULL);
+}
+
+/* POST /test/invalidate?tag= and POST /test/drop?prefix= */
+static void invalidate_handler(nx_req *req, nx_res *res)
+{
+    const char *tag = nx_req_query(req, "tag");
+    const char *prefix = nx_req_query(req, "prefix");
+    int rc = tag ? nx_cache_invalidate_tag(req, tag) : nx_cache_delete_prefix(req, prefix);
+    if (rc != NX_OK)
+        nx_problem(res, 503, "not invalidated");
+    else
+        nx_res_status(res, 204);
+}
+
 /* The messages this worker received on "test.events" (the last 32). */
 static char received[32][64];
 static size_t nreceived;
@@ -375,6 +404,8 @@ static int testkit_init(nx_plugin *p)
         {"GET", "/test/compute", compute_handler},
         {"GET", "/test/computes", computes_handler},
         {"POST", "/test/publish", publish_handler},
+        {"GET", "/test/page", page_handler},
+        {"POST", "/test/invalidate", invalidate_handler},
         {"GET", "/test/events", events_handler},
     };
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
