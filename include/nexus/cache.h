@@ -107,8 +107,9 @@ typedef void (*nx_message_fn)(const char *channel, const void *data, size_t len)
 int nx_subscribe(nx_plugin *p, const char *channel, nx_message_fn fn);
 
 /*
- * Publishes len bytes (at most 64 KiB) on channel to every worker of this instance,
- * including the caller's own. NX_OK, or NX_ERR.
+ * Publishes len bytes (at most 64 KiB) on channel to every worker of this instance, the
+ * caller's own included, and with cache.type redis to every worker of every instance using
+ * that Redis. NX_OK, or NX_ERR.
  */
 int nx_publish(nx_req *req, const char *channel, const void *data, size_t len);
 

@@ -19,6 +19,10 @@
  * 2 s) every call fails at once instead of waiting on a dead server; then one call (or a
  * readiness check) tries again, the others still failing fast while it does. The first
  * connection that works ends the outage, so service comes back by itself.
+ *
+ * Publish and subscribe between instances: PUBLISH is a command like the others; receiving
+ * takes one more connection per worker, outside the pool, driven by the loop itself (see
+ * "the subscriber").
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -748,6 +752,304 @@ static int redis_del_prefix(nx_cache_call *call, const char *prefix, size_t plen
     return rc;
 }
 
+/* PUBLISH on a pooled connection: Redis answers how many clients got it (any number is fine). */
+static int redis_publish(nx_cache_call *call, const char *channel, size_t clen, const void *data,
+                         size_t len)
+{
+    cmdbuf b = {0};
+    nx_str argv[] = {lit("PUBLISH"), {channel, clen}, {data, len}};
+    cmd(&b, 3, argv);
+    redisReply *r;
+    if (run(call, &b, &r) != NX_OK)
+        return NX_ERR;
+    int rc = r->type == REDIS_REPLY_INTEGER ? NX_OK : bad_reply(call, r, "PUBLISH");
+    freeReplyObject(r);
+    return rc;
+}
+
+/* ---- the subscriber -------------------------------------------------------------------- */
+
+/*
+ * One connection per worker, outside the pool: once it has sent SUBSCRIBE, Redis only pushes
+ * messages on it and it can serve nothing else. No coroutine owns it: it is a state machine
+ * driven by the loop (S.io for the socket, S.timer for the connect deadline and the back-off),
+ * so deliveries run in the loop, outside any request, as subscribers expect. A lost connection
+ * is closed and made again after a back-off, with the same subscriptions; what was published
+ * in between is not replayed (Redis keeps nothing for absent subscribers).
+ */
+typedef enum sub_state {
+    SUB_OFF,        /* not subscribing (no channels, or stopped) */
+    SUB_WAITING,    /* no connection: the timer makes the next one */
+    SUB_CONNECTING, /* connect under way: EPOLLOUT completes it */
+    SUB_SENDING,    /* writing AUTH and SUBSCRIBE */
+    SUB_LISTENING,  /* everything sent: reading confirmations, then messages */
+} sub_state;
+
+static struct {
+    sub_state state;
+    nx_loop *loop;
+    nx_io io;
+    nx_timer timer;
+    redisContext *ctx; /* its fd and reader, while connected or connecting */
+    char **channels;
+    size_t n;
+    nx_cache_deliver_fn deliver;
+    cmdbuf out; /* AUTH and SUBSCRIBE, written from sent on */
+    size_t sent;
+    bool auth_pending; /* the first reply is AUTH's */
+    size_t confirmed;  /* channels Redis confirmed on this connection */
+    bool lost;         /* logged as lost, not yet as back */
+    uint64_t backoff_ms;
+} S;
+
+static void sub_connect(void);
+
+static void sub_close(void)
+{
+    if (S.ctx) {
+        nx_loop_del(S.loop, &S.io); /* before the fd goes: voids events of this batch */
+        redisFree(S.ctx);           /* closes the socket */
+        S.ctx = NULL;
+    }
+    free(S.out.p);
+    S.out = (cmdbuf){0};
+    S.sent = 0;
+}
+
+/* The connection failed or ended: close it, say so once, and try again after the back-off. */
+static void sub_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void sub_fail(const char *fmt, ...)
+{
+    char why[200];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
+    sub_close();
+    if (!S.lost)
+        nx_log_warn("cache: pub/sub over Redis at %s lost: %s; messages published until it is "
+                    "back are not received",
+                    R.where, why);
+    S.lost = true;
+    S.backoff_ms = S.backoff_ms ? S.backoff_ms * 2 : BACKOFF_MIN_MS;
+    if (S.backoff_ms > BACKOFF_MAX_MS)
+        S.backoff_ms = BACKOFF_MAX_MS;
+    S.state = SUB_WAITING;
+    nx_timer_set(S.loop, &S.timer, nx_loop_now(S.loop) + S.backoff_ms);
+}
+
+static bool is_str(const redisReply *r, const char *s)
+{
+    return (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS) &&
+           r->len == strlen(s) && memcmp(r->str, s, r->len) == 0;
+}
+
+/* One reply on the subscriber: NX_OK, or NX_ERR once the connection was failed. */
+static int sub_reply(const redisReply *r)
+{
+    if (r->type == REDIS_REPLY_ERROR) {
+        sub_fail("Redis refused %s: %.*s", S.auth_pending ? "AUTH" : "SUBSCRIBE",
+                 (int)(r->len > 100 ? 100 : r->len), r->str);
+        return NX_ERR;
+    }
+    if (S.auth_pending) {
+        S.auth_pending = false;
+        return NX_OK; /* +OK */
+    }
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 3) {
+        sub_fail("unexpected reply (type %d) on the subscription", r->type);
+        return NX_ERR;
+    }
+    const redisReply *kind = r->element[0], *ch = r->element[1], *data = r->element[2];
+    if (is_str(kind, "message") && ch->type == REDIS_REPLY_STRING &&
+        data->type == REDIS_REPLY_STRING) {
+        S.deliver(ch->str, ch->len, data->str, data->len);
+    } else if (is_str(kind, "subscribe")) {
+        if (++S.confirmed == S.n) {
+            nx_timer_cancel(S.loop, &S.timer); /* the connect deadline */
+            S.backoff_ms = 0;
+            if (S.lost)
+                nx_log_info("cache: pub/sub over Redis at %s is back (%zu channel%s)", R.where, S.n,
+                            S.n == 1 ? "" : "s");
+            S.lost = false;
+        }
+    }
+    return NX_OK;
+}
+
+/* Reads what the socket holds (all of it: the fd is edge-triggered) and handles each reply. */
+static void sub_read(void)
+{
+    static char buf[READ_CHUNK]; /* one worker thread; nothing waits between read and feed */
+    for (;;) {
+        ssize_t n = read(S.ctx->fd, buf, sizeof(buf));
+        if (n == 0) {
+            sub_fail("the server closed the connection");
+            return;
+        }
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                sub_fail("reading: %s", strerror(errno));
+            return;
+        }
+        if (redisReaderFeed(S.ctx->reader, buf, (size_t)n) != REDIS_OK) {
+            sub_fail("reader: %s", S.ctx->reader->errstr);
+            return;
+        }
+        for (;;) {
+            void *r = NULL;
+            if (redisReaderGetReply(S.ctx->reader, &r) != REDIS_OK) {
+                sub_fail("protocol error: %s", S.ctx->reader->errstr);
+                return;
+            }
+            if (!r)
+                break;
+            int rc = sub_reply(r);
+            freeReplyObject(r);
+            if (rc != NX_OK)
+                return;
+        }
+    }
+}
+
+/* Writes what is left of AUTH and SUBSCRIBE: NX_OK (all sent, or more when writable), NX_ERR. */
+static int sub_send(void)
+{
+    while (S.sent < S.out.len) {
+        ssize_t w = send(S.ctx->fd, S.out.p + S.sent, S.out.len - S.sent, MSG_NOSIGNAL);
+        if (w > 0) {
+            S.sent += (size_t)w;
+            continue;
+        }
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return NX_OK;
+        sub_fail("sending: %s", strerror(errno));
+        return NX_ERR;
+    }
+    free(S.out.p);
+    S.out = (cmdbuf){0};
+    S.sent = 0;
+    S.state = SUB_LISTENING;
+    return NX_OK;
+}
+
+static void sub_on_io(nx_loop *loop, nx_io *io, uint32_t events)
+{
+    if (S.state == SUB_CONNECTING) {
+        if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+            return;
+        int err = 0;
+        socklen_t len = sizeof(err);
+        if (getsockopt(S.ctx->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+            err = errno;
+        if (err) {
+            sub_fail("connecting: %s", strerror(err));
+            return;
+        }
+        S.state = SUB_SENDING;
+    }
+    if (S.state == SUB_SENDING && sub_send() != NX_OK)
+        return;
+    sub_read(); /* replies may come before the last command is written */
+}
+
+static void sub_on_timer(nx_loop *loop, nx_timer *t)
+{
+    if (S.state == SUB_WAITING) {
+        sub_connect();
+        return;
+    }
+    /* Connecting, or subscribed to fewer channels than asked, past the connect timeout. */
+    if (S.state != SUB_OFF)
+        sub_fail("no answer within %llu ms (cache.redis.connect_timeout)",
+                 (unsigned long long)R.connect_timeout_ms);
+}
+
+/* Opens the connection and queues AUTH and SUBSCRIBE; the loop does the rest. */
+static void sub_connect(void)
+{
+    redisContext *ctx =
+        R.host[0] == '/' ? redisConnectUnixNonBlock(R.host) : redisConnectNonBlock(R.host, R.port);
+    if (!ctx)
+        nx_oom();
+    if (ctx->err) {
+        char why[160];
+        snprintf(why, sizeof(why), "%s", ctx->errstr);
+        redisFree(ctx);
+        sub_fail("connecting: %s", why);
+        return;
+    }
+    if (R.host[0] != '/')
+        redisEnableKeepAlive(ctx); /* a peer gone silent is noticed, if late */
+    S.ctx = ctx;
+    S.confirmed = 0;
+    S.auth_pending = *R.password != '\0';
+    if (S.auth_pending) {
+        nx_str a[] = {lit("AUTH"), lit(R.password)};
+        cmd(&S.out, 2, a);
+    }
+    /* SUBSCRIBE ch1 ... chn, one command (its argument count is n + 1). */
+    put_count(&S.out, '*', S.n + 1);
+    put_count(&S.out, '$', 9);
+    put(&S.out, "SUBSCRIBE\r\n", 11);
+    for (size_t i = 0; i < S.n; i++) {
+        size_t len = strlen(S.channels[i]);
+        put_count(&S.out, '$', len);
+        put(&S.out, S.channels[i], len);
+        put(&S.out, "\r\n", 2);
+    }
+    S.io = (nx_io){.fd = ctx->fd, .cb = sub_on_io};
+    if (nx_loop_add(S.loop, &S.io, EPOLLIN | EPOLLOUT | EPOLLET) != NX_OK) {
+        int err = errno;
+        redisFree(S.ctx); /* never registered: nothing to remove */
+        S.ctx = NULL;
+        sub_fail("epoll refused the socket: %s", strerror(err));
+        return;
+    }
+    S.state = SUB_CONNECTING;
+    if (R.connect_timeout_ms)
+        nx_timer_set(S.loop, &S.timer, nx_loop_now(S.loop) + R.connect_timeout_ms);
+}
+
+static int redis_subscribe(nx_loop *loop, const char *const *channels, size_t n,
+                           nx_cache_deliver_fn deliver)
+{
+    if (!R.started || S.state != SUB_OFF)
+        return NX_ERR;
+    if (!n)
+        return NX_OK;
+    S.loop = loop;
+    S.deliver = deliver;
+    S.channels = nx_xcalloc(n, sizeof(*S.channels));
+    for (size_t i = 0; i < n; i++)
+        S.channels[i] = nx_xstrdup(channels[i]);
+    S.n = n;
+    S.timer = (nx_timer){.cb = sub_on_timer};
+    S.lost = false;
+    S.backoff_ms = 0;
+    sub_connect(); /* a failure is retried by the timer: the worker starts anyway */
+    return NX_OK;
+}
+
+static void sub_stop(void)
+{
+    if (S.state == SUB_OFF)
+        return;
+    sub_close();
+    nx_timer_cancel(S.loop, &S.timer);
+    for (size_t i = 0; i < S.n; i++)
+        free(S.channels[i]);
+    free(S.channels);
+    S.channels = NULL;
+    S.n = 0;
+    S.state = SUB_OFF;
+}
+
 /* ---- lifecycle and readiness ----------------------------------------------------------- */
 
 static int redis_worker_start(const nx_cache_settings *s, nx_loop *loop)
@@ -772,6 +1074,7 @@ static void redis_worker_stop(void)
 {
     if (!R.started)
         return;
+    sub_stop();
     while (R.idle) {
         rconn *c = R.idle;
         R.idle = c->next;
@@ -827,4 +1130,6 @@ const nx_cache_backend nx_cache_redis_backend = {
     .worker_start = redis_worker_start,
     .worker_stop = redis_worker_stop,
     .ready = redis_ready,
+    .publish = redis_publish,
+    .subscribe = redis_subscribe,
 };

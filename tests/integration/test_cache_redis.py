@@ -6,7 +6,9 @@ prefix), so tests do not see each other's data. Besides the calls themselves thi
 only a real server brings: values shared by workers and by instances, atomic counters, the
 SCAN of delete_prefix with glob characters in the prefix, Redis's TTLs as Redis reports them,
 a wrong password, a Redis that pauses or dies under load and comes back (misses, fast, no
-worker crash, recovery without restarting Nexus), the database index and the host variables.
+worker crash, recovery without restarting Nexus), the database index and the host variables,
+and publish/subscribe between the workers of several instances over Redis (through the
+testkit plugin's /test/publish and /test/events), surviving a Redis restart.
 """
 
 import base64
@@ -21,11 +23,12 @@ import uuid
 
 import pytest
 
-from conftest import wait_for
+from conftest import call_json, connections_on_distinct_workers, wait_for
 
 pytest.register_assert_rewrite("dbcases")
 
 from dbcases import worker_deaths  # noqa: E402
+from test_todo import fresh_database, migrate  # noqa: E402
 
 
 class Client:
@@ -642,3 +645,138 @@ def test_client_gone_abandons_the_call(spawn, redis_server, k):
     assert wait_for(lambda: get(s, k + "b")["value"] == "B", 5)
     assert get(s, k + "a")["value"] == "A"
     assert_no_worker_died(s)
+
+
+# ---- publish and subscribe across instances --------------------------------------------------
+
+
+def worker_events(conns):
+    """{pid: the messages that worker received on test.events}, one connection per worker."""
+    out = {}
+    for c, pid in conns:
+        r = call_json(c, "GET", "/test/events")
+        assert r.status == 200, r
+        assert r.json()["pid"] == pid
+        out[pid] = r.json()["events"]
+    return out
+
+
+def publish(s, message):
+    r = s.request("POST", "/test/publish", data=message.encode())
+    assert r.status_code == 204, r.text
+
+
+def until_all_receive(pub, conns, tag, timeout=10.0):
+    """Publishes probes through pub until every worker of conns received one (so all are
+    subscribed); the seconds it took."""
+    t0 = time.monotonic()
+    i = 0
+    while time.monotonic() - t0 < timeout:
+        publish(pub, f"{tag}:probe{i}")
+        i += 1
+        time.sleep(0.1)
+        got = worker_events(conns)
+        if all(any(e.startswith(tag + ":probe") for e in ev) for ev in got.values()):
+            return time.monotonic() - t0
+    pytest.fail(f"not every worker subscribed within {timeout} s: {worker_events(conns)}")
+
+
+def assert_each_received_once(conns, message, timeout=5.0):
+    assert wait_for(lambda: all(message in ev for ev in worker_events(conns).values()),
+                    timeout), f"{message} did not reach every worker: {worker_events(conns)}"
+    time.sleep(0.3)  # a second copy would have come by now
+    for pid, ev in worker_events(conns).items():
+        assert ev.count(message) == 1, f"worker {pid} got {message} {ev.count(message)} times"
+
+
+def two_instances(spawn, redis_server):
+    a = spawn(workers=2, env=redis_env(redis_server), name="a")
+    b = spawn(workers=2, env=redis_env(redis_server), name="b")
+    conns = connections_on_distinct_workers(a, 2) + connections_on_distinct_workers(b, 2)
+    assert len({pid for _, pid in conns}) == 4
+    return a, b, conns
+
+
+def test_publish_reaches_every_worker_of_every_instance_once(spawn, redis_server):
+    a, b, conns = two_instances(spawn, redis_server)
+    tag = uuid.uuid4().hex[:8]
+    until_all_receive(a, conns, tag)
+    publish(a, f"{tag}:from a")
+    assert_each_received_once(conns, f"{tag}:from a")
+    publish(b, f"{tag}:from b")
+    publish(b, f"{tag}:then b")
+    assert_each_received_once(conns, f"{tag}:then b")
+    for pid, ev in worker_events(conns).items():
+        assert ev.index(f"{tag}:from b") < ev.index(f"{tag}:then b"), (pid, ev)
+    # it went through Redis: a client of its own sees what Nexus publishes
+    with redis_server.client() as r:
+        p = r.pubsub(ignore_subscribe_messages=True)
+        p.subscribe("test.events")
+        assert p.get_message(timeout=2) is None  # the subscribe confirmation, skipped
+        publish(a, f"{tag}:seen by redis")
+        m = None
+        deadline = time.monotonic() + 5
+        while m is None and time.monotonic() < deadline:
+            m = p.get_message(timeout=1)
+        assert m and m["data"] == f"{tag}:seen by redis".encode(), m
+        p.close()
+    for c, _ in conns:
+        c.close()
+    assert_no_worker_died(a)
+    assert_no_worker_died(b)
+
+
+def test_subscriptions_come_back_after_a_redis_restart(spawn, redis_server):
+    a, b, conns = two_instances(spawn, redis_server)
+    tag = uuid.uuid4().hex[:8]
+    until_all_receive(a, conns, tag)
+    redis_server.restart()
+    took = until_all_receive(b, conns, tag + "r", timeout=15)
+    assert took < 5, f"subscriptions took {took:.1f} s to come back"
+    publish(a, f"{tag}:after")
+    assert_each_received_once(conns, f"{tag}:after")
+    for s in (a, b):
+        lines = [ln for ln in s.log().splitlines() if "pub/sub over Redis" in ln]
+        # said once per worker, however many attempts it took
+        assert sum(" lost: " in ln for ln in lines) == 2, lines
+        assert sum("is back (" in ln for ln in lines) == 2, lines
+        assert "messages published until it is back are not received" in lines[0]
+        assert_no_worker_died(s)
+    for c, _ in conns:
+        c.close()
+
+
+def test_todo_reads_across_instances_are_never_stale(spawn, redis_server, request,
+                                                     tmp_path_factory):
+    """Two instances sharing one SQLite file and one Redis: a write on one is seen by the
+    next read on the other, whose previous answer was cached."""
+    db = fresh_database(request, "sqlite", tmp_path_factory, "xinst")
+    migrate(db, tmp_path_factory.mktemp("migrate"))
+    env = dict(redis_env(redis_server), **db.env)
+    a = spawn(workers=2, env=env, name="todo-a")
+    b = spawn(workers=2, env=env, name="todo-b")
+    headers = {"Content-Type": "application/json"}
+    r = a.request("POST", "/todos", data=json.dumps({"title": "v0"}), headers=headers)
+    assert r.status_code == 201, r.text
+    path = f"/todos/{r.json()['id']}"
+    for i in range(1, 6):
+        first = b.get(path)
+        assert first.status_code == 200 and first.json()["title"] == f"v{i - 1}", first.text
+        again = b.get(path)
+        assert again.json()["title"] == f"v{i - 1}"
+        assert again.headers.get("X-Cache") == "hit", again.headers  # B caches it
+        r = a.request("PATCH", path, data=json.dumps({"title": f"v{i}"}), headers=headers)
+        assert r.status_code == 200, r.text
+        for _ in range(4):  # whichever worker of B answers
+            got = b.get(path)
+            assert got.status_code == 200 and got.json()["title"] == f"v{i}", \
+                f"B served {got.json()['title']} after A wrote v{i}"
+    # a listing too
+    listing = b.get("/todos?limit=10").json()
+    assert b.get("/todos?limit=10").headers.get("X-Cache") == "hit"
+    r = a.request("PATCH", path, data=json.dumps({"title": "last"}), headers=headers)
+    assert r.status_code == 200, r.text
+    after = b.get("/todos?limit=10").json()
+    assert after != listing and "last" in json.dumps(after)
+    assert_no_worker_died(a)
+    assert_no_worker_died(b)
