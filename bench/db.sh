@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Nexus vs FastAPI on the TechEmpower database shapes, and PostgreSQL's own ceiling
-# (pgbench -S). Not a test: targets that are not met are printed; the exit status is
+# (pgbench -S); Nexus's cached queries (memory cache, and a throwaway Redis) against its
+# uncached /queries. Not a test: targets that are not met are printed; the exit status is
 # non-zero only when PostgreSQL or a server fails to start or answers an endpoint wrongly,
 # a server dies during the run, or wrk or pgbench fails.
 #
@@ -10,7 +11,8 @@
 #   BENCH_DURATION [10s]  BENCH_WARMUP [2s, 0 = none]  BENCH_THREADS [1]  BENCH_ROUNDS [1]
 #   BENCH_DB_CONNECTIONS [64: wrk -c]  BENCH_DB_POOL [16: database connections per server
 #   and pgbench's clients]  BENCH_DB_QUERIES [20]  BENCH_DB_SERVERS ["nexus fastapi"]
-#   BENCH_DB_SHAPES ["db queries fortunes updates"; pgbench runs with db]
+#   BENCH_DB_SHAPES ["db queries cached fortunes updates"; pgbench runs with db; cached
+#   runs on Nexus only, as nexus (memory cache) and nexus-redis (Redis cache)]
 #   BENCH_SERVER_CPU [0]  BENCH_CLIENT_CPU [1]  (PostgreSQL is not pinned)
 #   BENCH_PYTHON [/usr/bin/python3]  BENCH_PG_BIN [/usr/lib/postgresql/15/bin]
 #   BENCH_DB_OUT [<dir of nexus>/bench/db-results.txt]
@@ -30,7 +32,7 @@ CONNS=${BENCH_DB_CONNECTIONS:-64}
 POOL=${BENCH_DB_POOL:-16}
 QUERIES=${BENCH_DB_QUERIES:-20}
 read -r -a SERVERS <<<"${BENCH_DB_SERVERS:-nexus fastapi}"
-read -r -a SHAPES <<<"${BENCH_DB_SHAPES:-db queries fortunes updates}"
+read -r -a SHAPES <<<"${BENCH_DB_SHAPES:-db queries cached fortunes updates}"
 SERVER_CPU=${BENCH_SERVER_CPU:-0}
 CLIENT_CPU=${BENCH_CLIENT_CPU:-1}
 PYTHON=${BENCH_PYTHON:-/usr/bin/python3}
@@ -38,6 +40,7 @@ PG_BIN=${BENCH_PG_BIN:-/usr/lib/postgresql/15/bin}
 HOST=127.0.0.1
 PG_USER=bench
 PG_DB=bench
+REDIS_PASSWORD=bench
 
 [[ -x $NEXUS ]] || { echo "bench-db: $NEXUS is not an executable" >&2; exit 1; }
 NEXUS=$(cd "$(dirname "$NEXUS")" && pwd)/$(basename "$NEXUS")
@@ -52,6 +55,23 @@ for tool in wrk taskset curl "$PYTHON" "$PG_BIN/initdb" "$PG_BIN/pg_ctl" "$PG_BI
         exit 1
     }
 done
+# the cached shape: Nexus with the memory cache, and nexus-redis against a throwaway Redis
+CACHED=0
+if [[ " ${SHAPES[*]} " == *" cached "* ]]; then
+    if [[ " ${SERVERS[*]} " == *" nexus "* ]]; then
+        CACHED=1
+    else
+        echo "bench-db: warning: the cached shape runs on Nexus only; skipped (nexus not in BENCH_DB_SERVERS)" >&2
+    fi
+fi
+if ((CACHED)); then
+    for tool in redis-server redis-cli; do
+        command -v "$tool" >/dev/null || {
+            echo "bench-db: $tool not found (Debian: redis-server; or leave cached out of BENCH_DB_SHAPES)" >&2
+            exit 1
+        }
+    done
+fi
 if [[ " ${SERVERS[*]} " == *" fastapi "* ]] &&
     ! "$PYTHON" -c 'import fastapi, uvicorn, asyncpg' 2>/dev/null; then
     echo "bench-db: $PYTHON lacks fastapi, uvicorn or asyncpg (scripts/install-deps.sh bench)" >&2
@@ -281,17 +301,58 @@ make_tables() {
     SCHEMA_FROM="psql (bench/db.sh)"
 }
 
+# ---------------------------------------------------------------- Redis
+
+# A throwaway Redis for nexus-redis: 127.0.0.1 on a free port, a password, no persistence,
+# its files in $TMP/redis, not pinned (like PostgreSQL). Not daemonized: a child
+# of this shell, in STARTED, so the exit trap stops it like a server.
+REDIS_PID=
+redis_cli() { redis-cli -h "$HOST" -p "$REDIS_PORT" -a "$REDIS_PASSWORD" --no-auth-warning "$@"; }
+
+redis_start() {
+    local i
+    mkdir -p "$TMP/redis"
+    REDIS_PORT=$(free_port)
+    redis-server --bind "$HOST" --port "$REDIS_PORT" --dir "$TMP/redis" --logfile "$TMP/redis.log" \
+        --daemonize no --save '' --appendonly no --requirepass "$REDIS_PASSWORD" </dev/null \
+        >>"$TMP/redis-stdout.log" 2>&1 &
+    REDIS_PID=$!
+    STARTED+=("$REDIS_PID")
+    for ((i = 0; i < 200; i++)); do
+        if ! alive "$REDIS_PID"; then
+            tail -n 20 "$TMP/redis-stdout.log" "$TMP/redis.log" >&2 || true
+            echo "bench-db: redis-server exited while starting" >&2
+            return 1
+        fi
+        [[ $(redis_cli ping 2>/dev/null) == PONG ]] && return 0
+        sleep 0.1
+    done
+    tail -n 20 "$TMP/redis.log" >&2 || true
+    echo "bench-db: redis-server did not answer PING within 20 s" >&2
+    return 1
+}
+
+redis_stop() {
+    [[ -n $REDIS_PID ]] || return 0
+    stop_server "$REDIS_PID" redis-server || note "redis-server exited with status $? on SIGTERM"
+    REDIS_PID=
+}
+
+# redis_keys: the number of keys in Redis's database 0 (nothing on error)
+redis_keys() { redis_cli dbsize 2>/dev/null | tr -dc '0-9'; }
+
 # ---------------------------------------------------------------- servers
 
-# check_endpoints PORT NAME: the four shapes answer as TechEmpower's rules ask, and
-# /updates really wrote its rows. Wrong main shapes fail; edge cases become notes.
+# check_endpoints PORT NAME CACHED: the four shapes (and /cached-queries when CACHED is 1)
+# answer as TechEmpower's rules ask, and /updates really wrote its rows. Wrong main shapes
+# fail; edge cases become notes.
 check_endpoints() {
-    local port=$1 name=$2 out rc=0
-    out=$(BENCH_DATABASE_URL=$DB_URL "$PYTHON" - "$HOST" "$port" "$QUERIES" <<'EOF'
+    local port=$1 name=$2 cached=$3 out rc=0
+    out=$(BENCH_DATABASE_URL=$DB_URL "$PYTHON" - "$HOST" "$port" "$QUERIES" "$cached" <<'EOF'
 import asyncio, html, json, re, sys, urllib.request
 import asyncpg, os
 
-host, port, nq = sys.argv[1], sys.argv[2], int(sys.argv[3])
+host, port, nq, cached = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1"
 fatal, edge = [], []
 
 def get(path):
@@ -325,6 +386,12 @@ except Exception as e:
 worlds(f"/queries?queries={nq}", nq, fatal)
 for q, want in (("0", 1), ("foo", 1), ("501", 500), ("", 1)):
     worlds(f"/queries?queries={q}", want, edge)
+if cached:
+    # twice: the second answer comes (partly) from the cache
+    worlds(f"/cached-queries?count={nq}", nq, fatal)
+    worlds(f"/cached-queries?count={nq}", nq, fatal)
+    for q, want in (("0", 1), ("foo", 1), ("501", 500), ("", 1)):
+        worlds(f"/cached-queries?count={q}", want, edge)
 try:
     st, ct, body = get("/fortunes")
     text = body.decode()
@@ -372,9 +439,9 @@ EOF
     return "$rc"
 }
 
-# wait_ready PID PORT NAME LOG: GET /health is 200 and the shapes answer correctly.
+# wait_ready PID PORT NAME LOG CACHED: GET /health is 200 and the shapes answer correctly.
 wait_ready() {
-    local pid=$1 port=$2 name=$3 log=$4 i code=
+    local pid=$1 port=$2 name=$3 log=$4 cached=$5 i code=
     for ((i = 0; i < 200; i++)); do
         if ! alive "$pid"; then
             echo "bench-db: $name exited during start-up; last lines of $log:" >&2
@@ -390,15 +457,23 @@ wait_ready() {
         tail -n 20 "$log" >&2 || true
         return 1
     fi
-    check_endpoints "$port" "$name" || { tail -n 20 "$log" >&2 || true; return 1; }
+    check_endpoints "$port" "$name" "$cached" || { tail -n 20 "$log" >&2 || true; return 1; }
 }
 
-# start_server NAME PORT: sets SERVER_PID. Both on SERVER_CPU, one worker each, a pool
-# of exactly POOL connections each.
+# start_server NAME PORT: sets SERVER_PID. All on SERVER_CPU, one worker each, a pool
+# of exactly POOL connections each. nexus has the memory cache, nexus-redis the Redis of
+# redis_start.
 start_server() {
-    local name=$1 port=$2 log=$TMP/$1.log
-    if [[ $name == nexus ]]; then
-        NEXUS_DATABASE_URL=$DB_URL NEXUS_DATABASE_POOL_SIZE=$POOL NEXUS_DATABASE_MAX_OVERFLOW=0 \
+    local name=$1 port=$2 log=$TMP/$1.log cached=0
+    local -a cache_env=(NEXUS_CACHE_TYPE=memory)
+    [[ $name == nexus* ]] && cached=$CACHED
+    if [[ $name == nexus-redis ]]; then
+        cache_env=(NEXUS_CACHE_TYPE=redis "NEXUS_CACHE_REDIS_HOST=$HOST" "NEXUS_CACHE_REDIS_PORT=$REDIS_PORT"
+            "NEXUS_CACHE_REDIS_PASSWORD=$REDIS_PASSWORD")
+    fi
+    if [[ $name == nexus* ]]; then
+        env "${cache_env[@]}" \
+            NEXUS_DATABASE_URL="$DB_URL" NEXUS_DATABASE_POOL_SIZE="$POOL" NEXUS_DATABASE_MAX_OVERFLOW=0 \
             NEXUS_SERVER_KEEPALIVE_TIMEOUT=300s \
             taskset -c "$SERVER_CPU" "$NEXUS" serve --host "$HOST" --port "$port" --workers 1 \
             --access-log off --plugins-dir "$PLUGINS_DIR" >>"$log" 2>&1 &
@@ -410,7 +485,7 @@ start_server() {
     fi
     local pid=$!
     STARTED+=("$pid")
-    wait_ready "$pid" "$port" "$name" "$log" || return 1
+    wait_ready "$pid" "$port" "$name" "$log" "$cached" || return 1
     SERVER_PID=$pid
 }
 
@@ -456,11 +531,13 @@ to_seconds() {
 
 declare -A PID_OF PORT_OF
 
-# measure CMD...: runs CMD (wrk or pgbench) and sets M_APP M_PG M_CLIENT M_OTHER (CPU-s)
-# and M_WALL (s); M_APP is the tree of $M_ROOT when set.
+# measure CMD...: runs CMD (wrk or pgbench) and sets M_APP M_PG M_CACHE M_CLIENT M_OTHER
+# (CPU-s) and M_WALL (s); M_APP is the tree of $M_ROOT when set, M_CACHE Redis's while it
+# runs.
 measure() {
-    local app0=0 app1=0 pg0 pg1 busy0 busy1 cl0 t0 t1 rc=0 s
+    local app0=0 app1=0 pg0 pg1 rd0=0 rd1=0 busy0 busy1 cl0 t0 t1 rc=0 s
     if [[ -n ${M_ROOT:-} ]]; then s=$(proc_scan "$M_ROOT"); app0=${s%% *}; fi
+    if [[ -n $REDIS_PID ]]; then s=$(proc_scan "$REDIS_PID"); rd0=${s%% *}; fi
     s=$(proc_scan "$PG_PID"); pg0=${s%% *}
     busy0=$(busy_ticks)
     children_cpu
@@ -471,12 +548,14 @@ measure() {
     children_cpu
     busy1=$(busy_ticks)
     s=$(proc_scan "$PG_PID"); pg1=${s%% *}
+    if [[ -n $REDIS_PID ]]; then s=$(proc_scan "$REDIS_PID"); rd1=${s%% *}; fi
     if [[ -n ${M_ROOT:-} ]]; then s=$(proc_scan "$M_ROOT"); app1=${s%% *}; fi
-    read -r M_APP M_PG M_CLIENT M_OTHER M_WALL < <(awk -v a0="$app0" -v a1="$app1" \
-        -v p0="$pg0" -v p1="$pg1" -v b0="$busy0" -v b1="$busy1" -v c0="$cl0" -v c1="$CHILD_CPU" \
-        -v t0="$t0" -v t1="$t1" -v hz="$HZ" 'BEGIN {
-            a = (a1 - a0) / hz; p = (p1 - p0) / hz; c = c1 - c0; o = (b1 - b0) / hz - a - p - c
-            printf "%.2f %.2f %.2f %.2f %.2f\n", a, p, c, (o < 0) ? 0 : o, t1 - t0 }')
+    read -r M_APP M_PG M_CACHE M_CLIENT M_OTHER M_WALL < <(awk -v a0="$app0" -v a1="$app1" \
+        -v p0="$pg0" -v p1="$pg1" -v r0="$rd0" -v r1="$rd1" -v b0="$busy0" -v b1="$busy1" \
+        -v c0="$cl0" -v c1="$CHILD_CPU" -v t0="$t0" -v t1="$t1" -v hz="$HZ" 'BEGIN {
+            a = (a1 - a0) / hz; p = (p1 - p0) / hz; r = (r1 - r0) / hz; c = c1 - c0
+            o = (b1 - b0) / hz - a - p - r - c
+            printf "%.2f %.2f %.2f %.2f %.2f %.2f\n", a, p, r, c, (o < 0) ? 0 : o, t1 - t0 }')
     return "$rc"
 }
 
@@ -517,8 +596,43 @@ run_wrk() {
     [[ -n $sockerr ]] && errors="${errors:+$errors; }$sockerr"
     [[ -n $errors ]] && note "$name $scenario (round $round): wrk reported errors: $errors"
     other_note "$name $scenario (round $round)"
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$scenario" "$name" "$rps" "$p99" \
-        "$maxlat" "$M_APP" "$M_PG" "$M_CLIENT" "$M_OTHER" "$M_WALL" "${errors:--}" >>"$RESULTS"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$scenario" "$name" "$rps" "$p99" \
+        "$maxlat" "$M_APP" "$M_PG" "$M_CLIENT" "$M_OTHER" "$M_WALL" "${errors:--}" "$M_CACHE" >>"$RESULTS"
+}
+
+# warm_cache NAME: fills NAME's cache with all 10000 World rows before the cached shape is
+# measured: 2-second wrk runs of /cached-queries?count=500 until at least 200000 rows were
+# asked for (a given id is then never asked with probability e^-20). nexus-redis must then
+# have put them in Redis (>= 10000 keys): none at all means it is not using Redis.
+warm_cache() {
+    local name=$1 i n total=0 keys
+    local url="http://$HOST:${PORT_OF[$name]}/cached-queries?count=500"
+    local raw=$RAW_DIR/db-wrk-warm-cache-$name.txt
+    : >"$raw"
+    log "warming $name's cache: wrk -t$THREADS -c$CONNS -d2s $url until 400 requests"
+    for ((i = 0; i < 10 && total < 400; i++)); do
+        taskset -c "$CLIENT_CPU" wrk -t"$THREADS" -c"$CONNS" -d2s "$url" >"$raw.part" 2>&1 || true
+        cat "$raw.part" >>"$raw"
+        n=$(awk '/ requests in / {print $1; exit}' "$raw.part")
+        total=$((total + ${n:-0}))
+        grep -q 'Non-2xx or 3xx responses:' "$raw.part" && note "$name: cache warm-up got non-2xx answers (raw/$(basename "$raw"))"
+    done
+    rm -f "$raw.part"
+    if ((total < 400)); then
+        echo "bench-db: $name: cache warm-up made only $total requests of 500 rows in $i runs ($raw)" >&2
+        exit 1
+    fi
+    alive "${PID_OF[$name]}" || { echo "bench-db: $name DIED during its cache warm-up" >&2; exit 1; }
+    if [[ $name == nexus-redis ]]; then
+        keys=$(redis_keys)
+        if ((${keys:-0} == 0)); then
+            echo "bench-db: nexus-redis answered $total warm-up requests but Redis holds no keys: it does not use the Redis cache" >&2
+            tail -n 20 "$TMP/$name.log" >&2 || true
+            exit 1
+        fi
+        ((keys >= 10000)) || note "nexus-redis: Redis holds only $keys keys after the warm-up, not all 10000 World rows"
+        log "Redis holds $keys keys"
+    fi
 }
 
 other_note() {
@@ -549,8 +663,8 @@ run_pgbench() {
         exit 1
     fi
     other_note "pgbench (round $round)"
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' db pgbench-S "$tps" nan nan \
-        0 "$M_PG" "$M_CLIENT" "$M_OTHER" "$M_WALL" - >>"$RESULTS"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' db pgbench-S "$tps" nan nan \
+        0 "$M_PG" "$M_CLIENT" "$M_OTHER" "$M_WALL" - "$M_CACHE" >>"$RESULTS"
 }
 
 # ---------------------------------------------------------------- report
@@ -566,9 +680,12 @@ report() {
     echo "fastapi: $py_versions; ${FASTAPI_RUNS:-not run}"
     echo "PostgreSQL $pg_version (fsync off, shared_buffers 256MB), tables from ${SCHEMA_FROM:-?}; $(wrk -v 2>&1 | head -n 1 | cut -d' ' -f1-2)"
     echo "wrk -t$THREADS -c$CONNS -d$DURATION --latency (warm-up $WARMUP); one worker each, pool of $POOL database connections each; pgbench -S -M prepared -c $POOL -j 1$( ((ROUNDS == 1)) || echo "; $ROUNDS rounds: medians")"
+    if grep -q '^cached' "$RESULTS"; then
+        echo "cached: nexus with cache.type memory (its shared memory segment), nexus-redis with cache.type redis on a throwaway $(redis-server --version | awk '{print $1, $3}' | sed 's/v=//') (127.0.0.1, password, no persistence, unpinned); both warmed with all 10000 rows first"
+    fi
     echo "load average at start: $LOAD_START; at end: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo
-    awk -F'\t' '
+    awk -F'\t' -v Q="$QUERIES" '
     function median(list, key, cnt,    i, j, t, v) {
         for (i = 1; i <= cnt; i++) v[i] = list[key, i]
         for (i = 2; i <= cnt; i++)
@@ -583,21 +700,22 @@ report() {
         r = ++runs[key]
         rpsl[key, r] = $3; p99l[key, r] = $4
         if ($5 != "nan" && $5 > mx[key]) mx[key] = $5
-        app[key] += $6; pg[key] += $7; cl[key] += $8; oth[key] += $9; wall[key] += $10
+        app[key] += $6; pg[key] += $7; cl[key] += $8; oth[key] += $9; wall[key] += $10; rd[key] += $12
         req[key] += $3 * $10
         if ($11 != "-") err[key] = (nerr[key]++ ? err[key] " | " : "") $11
     }
     END {
-        fmt = "%-10s %-10s %11s %8s %8s %7s %7s %7s %11s %6s  %s\n"
+        fmt = "%-10s %-11s %11s %8s %8s %7s %7s %7s %11s %6s  %s\n"
         printf fmt, "scenario", "server", "requests/s", "p99 ms", "max ms", "app CPU", "pg CPU", "client", "req/app-CPU", "other", "errors"
         for (i = 1; i <= n; i++) {
             s = order[i]; m = split(substr(sv[s], 2), names, " ")
             for (j = 1; j <= m; j++) {
                 k = s SUBSEP names[j]
                 rps[k] = median(rpsl, k, runs[k]); p99[k] = median(p99l, k, runs[k])
+                rpc[k] = (app[k] > 0) ? req[k] / app[k] : 0
                 w = wall[k]
                 pct = "%6.0f%%"
-                printf "%-10s %-10s %11.0f %8s %8s %7s %7s %7s %11s %6.2f  %s\n", s, names[j], rps[k], \
+                printf "%-10s %-11s %11.0f %8s %8s %7s %7s %7s %11s %6.2f  %s\n", s, names[j], rps[k], \
                     (p99[k] == "nan") ? "-" : sprintf("%.2f", p99[k]), \
                     (names[j] ~ /^pgbench/) ? "-" : sprintf("%.2f", mx[k]), \
                     (app[k] > 0 && w > 0) ? sprintf(pct, 100 * app[k] / w) : "-", \
@@ -614,6 +732,24 @@ report() {
             if (!(a in rps) || !(b in rps)) continue
             R[s] = rps[b] > 0 ? rps[a] / rps[b] : 0; have[s] = 1
             printf "%-10s %9.2fx %14.2f vs %.2f ms\n", s, R[s], p99[a], p99[b]
+        }
+        u = "queries" Q SUBSEP "nexus"
+        if ((("cached" Q) SUBSEP "nexus") in rps || (("cached" Q) SUBSEP "nexus-redis") in rps) {
+            print ""
+            print "Nexus cached / uncached: /cached-queries?count=" Q " vs /queries?queries=" Q
+            fmt = "%-10s %-12s %-7s %11s %7s %8s %11s %7s %9s\n"
+            printf fmt, "scenario", "server", "cache", "requests/s", "ratio", "p99 ms", "req/app-CPU", "ratio", "Redis CPU"
+            m = split("queries" Q " nexus none|cached" Q " nexus memory|cached" Q " nexus-redis redis", rows, "|")
+            for (j = 1; j <= m; j++) {
+                split(rows[j], f, " "); k = f[1] SUBSEP f[2]
+                if (!(k in rps)) continue
+                printf fmt, f[1], f[2], f[3], sprintf("%.0f", rps[k]), \
+                    (u in rps && rps[u] > 0) ? sprintf("%.2fx", rps[k] / rps[u]) : "-", \
+                    (p99[k] == "nan") ? "-" : sprintf("%.2f", p99[k]), \
+                    (rpc[k] > 0) ? sprintf("%.0f", rpc[k]) : "-", \
+                    (u in rpc && rpc[u] > 0 && rpc[k] > 0) ? sprintf("%.2fx", rpc[k] / rpc[u]) : "-", \
+                    (f[2] == "nexus-redis" && wall[k] > 0) ? sprintf("%8.0f%%", 100 * rd[k] / wall[k]) : "-"
+            }
         }
         print ""
         print "Targets (issue: database shapes)"
@@ -649,23 +785,49 @@ for name in "${SERVERS[@]}"; do
     start_server "$name" "${PORT_OF[$name]}" || exit 1
     PID_OF[$name]=$SERVER_PID
 done
+LOGGED=("${SERVERS[@]}") # servers whose logs are checked at the end
 if [[ -n ${PORT_OF[fastapi]:-} ]]; then
     FASTAPI_RUNS=$(curl -s --max-time 2 "http://$HOST:${PORT_OF[fastapi]}/health" | tr -d '\n')
 fi
 
 for shape in "${SHAPES[@]}"; do
+    names=("${SERVERS[@]}")
+    uncached_ref=0
     case $shape in
     db) scenario=db path=/db ;;
     queries | updates) scenario=$shape$QUERIES path="/$shape?queries=$QUERIES" ;;
     fortunes) scenario=fortunes path=/fortunes ;;
+    cached)
+        ((CACHED)) || continue
+        scenario=cached$QUERIES path="/cached-queries?count=$QUERIES" names=(nexus nexus-redis)
+        # the uncached reference: Nexus's /queries of the same count, measured here when
+        # the queries shape is not selected
+        [[ " ${SHAPES[*]} " == *" queries "* ]] || uncached_ref=1
+        log "starting redis-server"
+        redis_start || exit 1
+        log "Redis on port $REDIS_PORT; starting nexus-redis"
+        PORT_OF[nexus-redis]=$(free_port)
+        start_server nexus-redis "${PORT_OF[nexus-redis]}" || exit 1
+        PID_OF[nexus-redis]=$SERVER_PID
+        LOGGED+=(nexus-redis)
+        warm_cache nexus
+        warm_cache nexus-redis
+        ;;
     *) echo "bench-db: unknown shape '$shape' in BENCH_DB_SHAPES" >&2; exit 2 ;;
     esac
     for ((round = 1; round <= ROUNDS; round++)); do
-        for name in "${SERVERS[@]}"; do
+        ((uncached_ref)) && run_wrk "queries$QUERIES" nexus "/queries?queries=$QUERIES" "$round"
+        for name in "${names[@]}"; do
             run_wrk "$scenario" "$name" "$path" "$round"
         done
         [[ $scenario == db ]] && run_pgbench "$round"
     done
+    if [[ $shape == cached ]]; then
+        status=0
+        stop_server "${PID_OF[nexus-redis]}" nexus-redis || status=$?
+        ((status == 0)) || note "nexus-redis exited with status $status on SIGTERM"
+        redis_stop
+    fi
 done
 
 for name in "${SERVERS[@]}"; do
@@ -675,9 +837,13 @@ for name in "${SERVERS[@]}"; do
     ((status == 0)) || note "$name exited with status $status on SIGTERM"
 done
 ERR_RE='level=(warn|error|fatal|crit)|sanitizer|segv|abort|core dumped|Traceback'
-for name in "${SERVERS[@]}"; do
-    if grep -qiE "$ERR_RE" "$TMP/$name.log" 2>/dev/null; then
-        note "$name logged $(grep -ciE "$ERR_RE" "$TMP/$name.log") warning/error lines (raw/db-$name.log); first: $(grep -hiE "$ERR_RE" "$TMP/$name.log" | head -n 1)"
+# Not counted: a Redis call (or the wait for a Redis connection) given up because wrk closed
+# its connection mid-request at the end of a run (nexus-redis logs that as a warning).
+ERR_SKIP='the client went away'
+for name in "${LOGGED[@]}"; do
+    errs=$(grep -hiE "$ERR_RE" "$TMP/$name.log" 2>/dev/null | grep -vF "$ERR_SKIP" || true)
+    if [[ -n $errs ]]; then
+        note "$name logged $(wc -l <<<"$errs") warning/error lines (raw/db-$name.log); first: $(head -n 1 <<<"$errs")"
     fi
 done
 
