@@ -35,6 +35,12 @@
 /* True on a hit, with the value in *out (in the request's arena, NUL-terminated). */
 bool nx_cache_get(nx_req *req, const char *key, nx_str *out);
 
+/*
+ * n keys at once (one round trip with Redis): values[i] gets the value of keys[i], or
+ * {NULL, 0} for a miss. Returns the number of hits (a failure is n misses).
+ */
+size_t nx_cache_get_many(nx_req *req, const char *const *keys, size_t n, nx_str *values);
+
 /* Stores value under key for ttl_ms. NX_OK, or NX_ERR (counted; the cache stays usable). */
 int nx_cache_set(nx_req *req, const char *key, const void *value, size_t len, uint64_t ttl_ms);
 

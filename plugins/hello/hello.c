@@ -184,11 +184,16 @@ static void cached_queries(nx_req *req, nx_res *res)
     nx_db_value *args = nx_arena_alloc(a, n * sizeof(*args));
     size_t *miss_at = nx_arena_alloc(a, n * sizeof(*miss_at));
     size_t nmiss = 0;
+    const char **keys = nx_arena_alloc(a, n * sizeof(*keys));
+    nx_str *cached = nx_arena_alloc(a, n * sizeof(*cached));
     for (size_t i = 0; i < n; i++) {
         ids[i] = random_world();
-        nx_str v;
-        if (nx_cache_get(req, nx_arena_printf(a, "world:%lld", (long long)ids[i]), &v)) {
-            numbers[i] = strtoll(v.ptr, NULL, 10);
+        keys[i] = nx_arena_printf(a, "world:%lld", (long long)ids[i]);
+    }
+    nx_cache_get_many(req, keys, n, cached); /* one round trip with Redis */
+    for (size_t i = 0; i < n; i++) {
+        if (cached[i].ptr) {
+            numbers[i] = strtoll(cached[i].ptr, NULL, 10);
             continue;
         }
         args[nmiss] = NX_DB_I64(ids[i]);
@@ -204,8 +209,7 @@ static void cached_queries(nx_req *req, nx_res *res)
         numbers[i] = nx_db_i64(miss[k].result, 0, 1);
         char text[24];
         int len = snprintf(text, sizeof(text), "%lld", (long long)numbers[i]);
-        nx_cache_set(req, nx_arena_printf(a, "world:%lld", (long long)ids[i]), text, (size_t)len,
-                     3600000);
+        nx_cache_set(req, keys[i], text, (size_t)len, 3600000);
     }
     json_t *out = json_array();
     for (size_t i = 0; i < n; i++)

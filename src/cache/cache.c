@@ -196,6 +196,43 @@ bool nx_cache_get(nx_req *req, const char *key, nx_str *out)
     return false;
 }
 
+size_t nx_cache_get_many(nx_req *req, const char *const *keys, size_t n, nx_str *values)
+{
+    for (size_t i = 0; i < n; i++)
+        values[i] = (nx_str){NULL, 0};
+    if (!C.started || n == 0)
+        return 0;
+    if (!C.be->get_many) {
+        size_t hits = 0;
+        for (size_t i = 0; i < n; i++)
+            hits += nx_cache_get(req, keys[i], &values[i]);
+        return hits;
+    }
+    nx_cache_call call;
+    size_t klen;
+    nx_str *k = nx_arena_alloc(req->arena, n * sizeof(*k));
+    for (size_t i = 0; i < n; i++) {
+        if (!begin(req, keys[i], &call, &klen)) {
+            counters.misses += n;
+            return 0;
+        }
+        k[i] = (nx_str){keys[i], klen};
+    }
+    if (C.be->get_many(&call, k, n, values) != NX_OK) {
+        failed(req, &call, "get_many");
+        for (size_t i = 0; i < n; i++)
+            values[i] = (nx_str){NULL, 0};
+        counters.misses += n;
+        return 0;
+    }
+    size_t hits = 0;
+    for (size_t i = 0; i < n; i++)
+        hits += values[i].ptr != NULL;
+    counters.hits += hits;
+    counters.misses += n - hits;
+    return hits;
+}
+
 int nx_cache_set(nx_req *req, const char *key, const void *value, size_t len, uint64_t ttl_ms)
 {
     nx_cache_call call;

@@ -60,6 +60,8 @@ typedef struct nx_cache_backend {
     /* ttl_ms is resolved (never 0); NX_CACHE_FOREVER keeps it until evicted. */
     int (*set)(nx_cache_call *call, const char *key, size_t klen, const void *val, size_t vlen,
                uint64_t ttl_ms);
+    /* n keys at once (out[i].ptr NULL for a miss): NX_OK or NX_ERR. NULL: get each. */
+    int (*get_many)(nx_cache_call *call, const nx_str *keys, size_t n, nx_str *out);
     int (*del)(nx_cache_call *call, const char *key, size_t klen);
     /* NX_OK when it exists, NX_CACHE_MISS when not, NX_ERR. */
     int (*exists)(nx_cache_call *call, const char *key, size_t klen);

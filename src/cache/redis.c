@@ -584,6 +584,35 @@ static int redis_get(nx_cache_call *call, const char *key, size_t klen, nx_str *
     return rc;
 }
 
+/* MGET: every key in one round trip. */
+static int redis_get_many(nx_cache_call *call, const nx_str *keys, size_t n, nx_str *out)
+{
+    cmdbuf b = {0};
+    nx_str *argv = nx_arena_alloc(call->arena, (n + 1) * sizeof(*argv));
+    argv[0] = lit("MGET");
+    memcpy(argv + 1, keys, n * sizeof(*keys));
+    cmd(&b, n + 1, argv);
+    redisReply *r;
+    if (run(call, &b, &r) != NX_OK)
+        return NX_ERR;
+    int rc = NX_OK;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != n) {
+        rc = bad_reply(call, r, "MGET");
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            redisReply *e = r->element[i];
+            out[i].ptr = NULL;
+            out[i].len = 0;
+            if (e->type == REDIS_REPLY_STRING) {
+                out[i].ptr = nx_arena_strndup(call->arena, e->str, e->len);
+                out[i].len = e->len;
+            }
+        }
+    }
+    freeReplyObject(r);
+    return rc;
+}
+
 static int redis_set(nx_cache_call *call, const char *key, size_t klen, const void *val,
                      size_t vlen, uint64_t ttl_ms)
 {
@@ -1123,6 +1152,7 @@ const nx_cache_backend nx_cache_redis_backend = {
     .name = "redis",
     .get = redis_get,
     .set = redis_set,
+    .get_many = redis_get_many,
     .del = redis_del,
     .exists = redis_exists,
     .incr = redis_incr,

@@ -780,3 +780,30 @@ def test_todo_reads_across_instances_are_never_stale(spawn, redis_server, reques
     assert after != listing and "last" in json.dumps(after)
     assert_no_worker_died(a)
     assert_no_worker_died(b)
+
+
+def test_cached_queries_read_many_keys_in_one_call(spawn, redis_server, request,
+                                                   tmp_path_factory):
+    """hello's /cached-queries fetches its rows with nx_cache_get_many (one MGET): the rows
+    it caches land in Redis, and later answers served from there equal the table."""
+    import sqlite3
+
+    db = fresh_database(request, "sqlite", tmp_path_factory, "cachedq")
+    migrate(db, tmp_path_factory.mktemp("migrate"))
+    s = spawn(workers=2, env=dict(redis_env(redis_server), **db.env))
+    client = redis_server.client(0)
+    client.delete(*(client.keys("world:*") or [b"-"]))
+    table = dict(sqlite3.connect(db.env["NEXUS_DATABASE_PATH"]).execute(
+        "SELECT id, randomNumber FROM World").fetchall())
+    for _ in range(4):
+        r = s.get("/cached-queries?count=200")
+        assert r.status_code == 200, r.text
+        rows = r.json()
+        assert len(rows) == 200
+        assert all(table[row["id"]] == row["randomNumber"] for row in rows)
+    mget = client.info("commandstats").get("cmdstat_mget", {}).get("calls", 0)
+    assert mget >= 4, f"{mget} MGET calls for 4 requests"
+    cached = client.keys("world:*")
+    assert len(cached) > 300, len(cached)  # ~550 distinct ids of 800 draws
+    some = cached[0].decode()
+    assert int(client.get(some)) == table[int(some.split(":")[1])]
