@@ -12,6 +12,7 @@ int nx_cmd_routes(int argc, char **argv);
 int nx_cmd_migrate(int argc, char **argv);
 int nx_cmd_backup(int argc, char **argv);
 int nx_cmd_restore(int argc, char **argv);
+int nx_cmd_health(int argc, char **argv);
 
 /* Plugins beside the binary, else the installed folder; the caller frees. */
 char *nx_default_plugins_dir(void);

@@ -18,6 +18,7 @@ static void usage(FILE *out)
                  "  migrate    apply the plugins' pending migrations (status: list them)\n"
                  "  backup     write the database to an archive: nexus backup --output FILE\n"
                  "  restore    restore the database from an archive (--verify: only check it)\n"
+                 "  health     exit 0 when the server at the configured address answers /health\n"
                  "  version    print the version\n");
 }
 
@@ -44,6 +45,8 @@ int main(int argc, char **argv)
         return nx_cmd_backup(argc, argv);
     if (strcmp(cmd, "restore") == 0)
         return nx_cmd_restore(argc, argv);
+    if (strcmp(cmd, "health") == 0)
+        return nx_cmd_health(argc, argv);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("nexus %s\n", NX_VERSION);
         return 0;
