@@ -9,7 +9,8 @@ profile=${1:-test}
 build=(gcc make pkg-config libc6-dev libjansson-dev libyaml-dev libsqlite3-dev
     libpq-dev libmariadb-dev libssl-dev libhiredis-dev)
 test=(libcriterion-dev python3 python3-pytest python3-requests python3-jsonschema python3-yaml
-    curl clang clang-format redis-server python3-psycopg2 python3-pymysql python3-redis systemd)
+    curl clang clang-format redis-server python3-psycopg2 python3-pymysql python3-redis systemd
+    openssl)
 # The throwaway databases of scripts/services.sh (PostgreSQL 15's own folder, pgbench included,
 # and MariaDB) serve the benchmark and the tests alike.
 bench=(wrk nginx-light curl python3 util-linux postgresql-15 postgresql-client-15 mariadb-server
