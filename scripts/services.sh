@@ -235,21 +235,26 @@ my_start() {
     die "MariaDB did not answer within ${START_TIMEOUT}s (data $dir/my/data)"
 }
 
-my_stop() { # MODE: fast (SIGTERM, a clean shutdown) or immediate (SIGKILL, a crash)
-    my_running || return 0
-    local pid i
-    pid=$(my_pid)
-    if [ "$1" = immediate ]; then
-        kill -KILL "$pid"
+# Stops process PID named NAME: MODE fast (SIGTERM, a clean shutdown, SIGKILL if it is
+# still there after START_TIMEOUT) or immediate (SIGKILL, a crash).
+stop_pid() { # NAME PID MODE
+    local i
+    if [ "$3" = immediate ]; then
+        kill -KILL "$2"
     else
-        kill -TERM "$pid"
+        kill -TERM "$2"
     fi
     for ((i = 0; i < START_TIMEOUT * 10; i++)); do
-        alive "$pid" || return 0
+        alive "$2" || return 0
         sleep 0.1
     done
-    echo "services: MariaDB (pid $pid) still runs ${START_TIMEOUT}s after SIGTERM; killing it" >&2
-    kill -KILL "$pid" 2>/dev/null || true
+    echo "services: $1 (pid $2) still runs ${START_TIMEOUT}s after SIGTERM; killing it" >&2
+    kill -KILL "$2" 2>/dev/null || true
+}
+
+my_stop() { # MODE: fast or immediate (see stop_pid)
+    my_running || return 0
+    stop_pid MariaDB "$(my_pid)" "$1"
 }
 
 # ---- Redis --------------------------------------------------------------------------------
@@ -302,21 +307,9 @@ rd_start() {
     die "Redis did not answer within ${START_TIMEOUT}s (folder $dir/redis)"
 }
 
-rd_stop() { # MODE: fast (SIGTERM, a clean shutdown) or immediate (SIGKILL, a crash)
+rd_stop() { # MODE: fast or immediate (see stop_pid)
     rd_running || return 0
-    local pid i
-    pid=$(rd_pid)
-    if [ "$1" = immediate ]; then
-        kill -KILL "$pid"
-    else
-        kill -TERM "$pid"
-    fi
-    for ((i = 0; i < START_TIMEOUT * 10; i++)); do
-        alive "$pid" || return 0
-        sleep 0.1
-    done
-    echo "services: Redis (pid $pid) still runs ${START_TIMEOUT}s after SIGTERM; killing it" >&2
-    kill -KILL "$pid" 2>/dev/null || true
+    stop_pid Redis "$(rd_pid)" "$1"
 }
 
 # ---- the whole set ------------------------------------------------------------------------
