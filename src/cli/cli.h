@@ -14,6 +14,16 @@ int nx_cmd_backup(int argc, char **argv);
 int nx_cmd_restore(int argc, char **argv);
 int nx_cmd_health(int argc, char **argv);
 
+struct nx_config;
+struct nx_router;
+/*
+ * Loads the configuration from argv[first...] (as serve would) and the plugins it names
+ * into router, applying logging.level. 0, or the exit status (after saying why): 78 for
+ * the configuration, 1 for a plugin. The caller frees cfg and the router, and unloads.
+ */
+int nx_cli_load_plugins(int argc, char **argv, int first, struct nx_config *cfg,
+                        struct nx_router *router);
+
 /* Plugins beside the binary, else the installed folder; the caller frees. */
 char *nx_default_plugins_dir(void);
 

@@ -11,10 +11,8 @@
 
 #include "cli/cli.h"
 #include "config/config.h"
-#include "core/log.h"
 #include "db/migrate.h"
 #include "http/router.h"
-#include "observe/health.h"
 #include "plugin/loader.h"
 
 #define EX_USAGE_STATUS 64
@@ -53,22 +51,14 @@ int nx_cmd_migrate(int argc, char **argv)
         return EX_USAGE_STATUS;
     }
     nx_config cfg;
-    nx_config_defaults(&cfg);
-    if (nx_config_load(&cfg, argc, argv, first) != NX_OK) {
+    nx_router *router = nx_router_new();
+    int rc = nx_cli_load_plugins(argc, argv, first, &cfg, router);
+    if (rc == NX_EX_CONFIG) {
+        nx_router_free(router);
         nx_config_free(&cfg);
         return NX_EX_CONFIG;
     }
-    if (!*cfg.plugins_dir) {
-        free(cfg.plugins_dir);
-        cfg.plugins_dir = nx_default_plugins_dir();
-    }
-    nx_log_apply_level(cfg.log_level);
-    nx_router *router = nx_router_new();
-    char err[768];
-    int rc;
-    if (nx_health_routes(router, err, sizeof(err)) != NX_OK ||
-        nx_plugins_load(cfg.plugins_dir, &cfg, router, false, err, sizeof(err)) != NX_OK) {
-        fprintf(stderr, "nexus: %s\n", err);
+    if (rc != 0) {
         rc = NX_MIGRATE_FAILED;
     } else {
         size_t n = 0;

@@ -8,21 +8,21 @@
 
 #include "cli/cli.h"
 #include "config/config.h"
+#include "core/log.h"
 #include "http/router.h"
 #include "observe/health.h"
 #include "plugin/loader.h"
 
-/* Loads the configuration and the plugins into router; prints why not and returns the
- * exit status on failure, 0 on success. */
-static int load(int argc, char **argv, nx_config *cfg, nx_router *router)
+int nx_cli_load_plugins(int argc, char **argv, int first, nx_config *cfg, nx_router *router)
 {
     nx_config_defaults(cfg);
-    if (nx_config_load(cfg, argc, argv, 2) != 0)
+    if (nx_config_load(cfg, argc, argv, first) != 0)
         return NX_EX_CONFIG;
     if (!*cfg->plugins_dir) {
         free(cfg->plugins_dir);
         cfg->plugins_dir = nx_default_plugins_dir();
     }
+    nx_log_apply_level(cfg->log_level);
     char err[768];
     if (nx_health_routes(router, err, sizeof(err)) != 0 ||
         nx_plugins_load(cfg->plugins_dir, cfg, router, false, err, sizeof(err)) != 0) {
@@ -60,7 +60,7 @@ int nx_cmd_plugins(int argc, char **argv)
 {
     nx_config cfg;
     nx_router *router = nx_router_new();
-    int rc = load(argc, argv, &cfg, router);
+    int rc = nx_cli_load_plugins(argc, argv, 2, &cfg, router);
     if (rc == 0) {
         printf("%-20s %-10s %-8s %6s  %s\n", "NAME", "VERSION", "STATE", "ROUTES", "FILE");
         nx_plugins_each(print_plugin, router);
@@ -84,7 +84,7 @@ int nx_cmd_routes(int argc, char **argv)
 {
     nx_config cfg;
     nx_router *router = nx_router_new();
-    int rc = load(argc, argv, &cfg, router);
+    int rc = nx_cli_load_plugins(argc, argv, 2, &cfg, router);
     if (rc == 0) {
         printf("%-8s %-40s %-8s %s\n", "METHOD", "PATTERN", "FLAGS", "PLUGIN");
         nx_router_each(router, print_route, NULL);
