@@ -10,7 +10,7 @@ build=(gcc make pkg-config libc6-dev libjansson-dev libyaml-dev libsqlite3-dev
     libpq-dev libmariadb-dev libssl-dev libhiredis-dev)
 test=(libcriterion-dev python3 python3-pytest python3-requests python3-jsonschema python3-yaml
     curl clang clang-format redis-server python3-psycopg2 python3-pymysql python3-redis systemd
-    openssl)
+    openssl yamllint shellcheck docker-compose)
 # The throwaway databases of scripts/services.sh (PostgreSQL 15's own folder, pgbench included,
 # and MariaDB) serve the benchmark and the tests alike.
 bench=(wrk nginx-light curl python3 util-linux postgresql-15 postgresql-client-15 mariadb-server
@@ -27,6 +27,12 @@ all) want=("${build[@]}" "${test[@]}" "${bench[@]}") ;;
     exit 64
     ;;
 esac
+
+# The deployment files' checkers come from npm (scripts/deploy-tools.sh): any Node.js with npm
+# will do, Debian's when there is none.
+if [ "$profile" = test ] || [ "$profile" = all ]; then
+    command -v npm >/dev/null 2>&1 || want+=(nodejs npm)
+fi
 
 missing=()
 for p in "${want[@]}"; do

@@ -988,3 +988,13 @@ def connections_on_distinct_workers(s, n):
         for pid in stopped:
             os.kill(pid, signal.SIGCONT)
     return list(zip(conns, stopped))
+
+
+@pytest.fixture(scope="session")
+def deploy_tools():
+    """The folder scripts/deploy-tools.sh fills: node_modules (kubernetes-models, dockerlint)
+    and bin/helm, bin/kubectl. Installing them is part of the test: a failure fails it."""
+    out = subprocess.run([os.path.join(ROOT, "scripts", "deploy-tools.sh")], cwd=ROOT,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, f"scripts/deploy-tools.sh failed:\n{out.stderr}"
+    return out.stdout.strip().splitlines()[-1]
