@@ -168,3 +168,5 @@ def test_dockerignore_keeps_the_context_small():
     with open(os.path.join(ROOT, ".dockerignore")) as f:
         lines = {line.strip() for line in f if line.strip() and not line.startswith("#")}
     assert {".git", "build", "build-*", "data"} <= lines
+    # The build stage copies the whole context: the Compose secret and TLS folders are in it.
+    assert "deploy" in lines
