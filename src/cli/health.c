@@ -4,7 +4,9 @@
  * Reads the configuration as `nexus serve` would (so --host, --port, NEXUS_APP_PORT and the
  * file give the address), sends GET /health and exits 0 when it answers 200, 1 otherwise,
  * within three seconds. A server listening on every address (0.0.0.0, ::) is probed on
- * loopback. Images need no curl for their HEALTHCHECK.
+ * loopback. Images need no curl for their HEALTHCHECK. The production rules (secrets set,
+ * no default credentials) are not applied: a probe needs the address only, and runs where
+ * the server's secrets may not be mounted (a Kubernetes test pod, `docker exec`).
  */
 #include <errno.h>
 #include <netdb.h>
@@ -126,6 +128,7 @@ int nx_cmd_health(int argc, char **argv)
     }
     nx_config cfg;
     nx_config_defaults(&cfg);
+    cfg.skip_production_rules = true;
     if (nx_config_load(&cfg, argc, argv, 2) != NX_OK) {
         nx_config_free(&cfg);
         return NX_EX_CONFIG;

@@ -866,7 +866,7 @@ static int scan_flags(nx_config *cfg, int argc, char **argv, int first, bool app
 /* Rules that only bite in production, where a development default is a vulnerability. */
 static int check_production(const nx_config *cfg)
 {
-    if (strcmp(cfg->environment, "production") != 0)
+    if (cfg->skip_production_rules || strcmp(cfg->environment, "production") != 0)
         return NX_OK;
     const char *prod = "";
     nx_config_get(cfg, "app.environment", &prod);

@@ -58,6 +58,10 @@ typedef struct nx_config {
     nx_config_extra *extras;
     size_t nextras;
 
+    /* Set before nx_config_load to skip the production rules: a probe such as `nexus health`
+     * needs the address, not the secrets, and must not fail where they are not mounted. */
+    bool skip_production_rules;
+
     /* the command line it was loaded from, to load it again on reload (borrowed) */
     int argc;
     char **argv;

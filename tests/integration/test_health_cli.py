@@ -24,6 +24,20 @@ def test_a_running_server_is_healthy(spawn):
     assert health(env={"NEXUS_APP_PORT": str(s.port)})[0] == 0  # the address as serve reads it
 
 
+def test_production_rules_do_not_apply_to_the_probe(spawn):
+    """A production configuration without its secrets still names the address to probe;
+    `nexus serve` with the same environment refuses to start."""
+    s = spawn(workers=1)
+    env = {"NEXUS_APP_ENVIRONMENT": "production", "NEXUS_APP_PORT": str(s.port)}
+    rc, err, _ = health(env=env)
+    assert rc == 0 and err == "", err
+    full = {k: v for k, v in os.environ.items() if not k.startswith("NEXUS_")}
+    full.update(env)
+    check = subprocess.run([NEXUS_BIN, "config", "check"], capture_output=True, text=True,
+                           env=full, timeout=20)
+    assert check.returncode == 78 and "auth.jwt_secret" in check.stderr, check.stderr
+
+
 def test_nothing_listening_is_unhealthy_at_once():
     rc, err, took = health("--port", str(free_port()))
     assert rc == 1 and "refused" in err, err
