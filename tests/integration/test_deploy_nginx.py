@@ -142,6 +142,12 @@ def test_static_files_are_served_by_nginx(stack):
     r = get(stack, "/static/app.css")
     assert r.status_code == 200 and "color" in r.text
     assert "immutable" in r.headers["cache-control"]
+    assert "max-age=2592000" in r.headers["cache-control"]
+    # The location's caching must not cost the server's security headers.
+    for h in ("strict-transport-security", "x-content-type-options", "x-frame-options"):
+        assert h in r.headers, h
+    # Proxied answers get no Cache-Control from nginx.
+    assert "cache-control" not in get(stack, "/json").headers
 
 
 def test_both_instances_serve_and_one_going_away_costs_nothing(stack):
