@@ -998,3 +998,18 @@ def deploy_tools():
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, f"scripts/deploy-tools.sh failed:\n{out.stderr}"
     return out.stdout.strip().splitlines()[-1]
+
+
+def config_values(show_output):
+    """{dotted key: value} of `nexus config show`'s output (values are quoted, comments after
+    them name the source)."""
+    values, stack = {}, []
+    for line in show_output.splitlines():
+        m = re.match(r'^( *)([a-z_0-9]+):(?: "(.*)")?', line)
+        if not m:
+            continue
+        depth = len(m.group(1)) // 2
+        stack = stack[:depth] + [m.group(2)]
+        if m.group(3) is not None:
+            values[".".join(stack)] = m.group(3)
+    return values

@@ -14,7 +14,7 @@ import subprocess
 import pytest
 import yaml
 
-from conftest import NEXUS_BIN, ROOT
+from conftest import NEXUS_BIN, ROOT, config_values
 from test_deploy_compose import clean_env, files_under, known_variables, seconds, \
     unknown_variables
 
@@ -61,8 +61,8 @@ def effective(tmp_path, env, args=("check",)):
 def shutdown_budget(tmp_path, env):
     r = effective(tmp_path, env, ("show",))
     assert r.returncode == 0, r.stderr
-    get = lambda k: re.search(rf'^  {k}: "([^"]*)"', r.stdout, re.M).group(1)  # noqa: E731
-    return seconds(get("shutdown_delay")) + seconds(get("graceful_timeout"))
+    v = config_values(r.stdout)
+    return seconds(v["server.shutdown_delay"]) + seconds(v["server.graceful_timeout"])
 
 
 def with_secrets(env):

@@ -25,7 +25,8 @@ import pytest
 import requests
 import yaml
 
-from conftest import NEXUS_BIN, ROOT, free_port, wait_for
+from conftest import NEXUS_BIN, ROOT, config_values, free_port, wait_for
+from test_deploy_nginx import main_conf
 
 COMPOSE = os.path.join(ROOT, "docker-compose.yml")
 COMPOSE_DIR = os.path.join(ROOT, "deploy", "compose")
@@ -499,15 +500,7 @@ def run_nexus(tmp_path, args, svc, path, secrets=None):
 def config_show(tmp_path, svc, path):
     r = run_nexus(tmp_path, ["show"], svc, path)
     assert r.returncode == 0, r.stderr
-    values, stack = {}, []
-    for line in r.stdout.splitlines():
-        m = re.match(r'^( *)([a-z_]+):(?: "(.*)")?', line)
-        if m:
-            depth = len(m.group(1)) // 2
-            stack = stack[:depth] + [m.group(2)]
-            if m.group(3) is not None:
-                values[".".join(stack)] = m.group(3)
-    return values
+    return config_values(r.stdout)
 
 
 NEXUS_CASES = [(n, s) for n in sorted(FILES) for s in NEXUS_SERVICES[n]]
@@ -605,16 +598,6 @@ def site_for(d, http_port, https_port, upstream_port):
     text = text.replace("/usr/share/nginx/html/static/", f"{d}/static/")
     assert "listen 80" not in text and "listen 443" not in text
     return text
-
-
-def main_conf(d):
-    user = "user root;\n" if os.geteuid() == 0 else ""
-    temps = "".join(f"    {k}_temp_path {d}/{k};\n" for k in
-                    ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-    return (f"{user}daemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n"
-            f"worker_processes 1;\nevents {{ worker_connections 512; }}\n"
-            f"http {{\n    include /etc/nginx/mime.types;\n{temps}"
-            f"    access_log {d}/access.log;\n    include {d}/site.conf;\n}}\n")
 
 
 @pytest.fixture

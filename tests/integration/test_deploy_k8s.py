@@ -20,7 +20,7 @@ import subprocess
 import pytest
 import yaml
 
-from conftest import NEXUS_BIN, ROOT
+from conftest import NEXUS_BIN, ROOT, config_values
 
 K8S = os.path.join(ROOT, "deploy", "k8s")
 CHART = os.path.join(ROOT, "deploy", "helm", "nexus")
@@ -267,16 +267,8 @@ def effective_config(objs, dep, tmp_path, secret_for=None):
     env = lay_out_pod(objs, dep, root, secret_for or real_secrets(objs))
     res = nexus(["config", "show"], env, str(tmp_path))
     assert res.returncode == 0, res.stderr
-    out, stack = {}, []
-    for line in res.stdout.splitlines():
-        m = re.match(r"^( *)([a-z_]+):(?: \"(.*)\"  #.*)?$", line)
-        if not m:
-            continue
-        depth = len(m.group(1)) // 2
-        stack[depth:] = [m.group(2)]
-        if m.group(3) is not None:
-            # Paths as the pod sees them.
-            out[".".join(stack)] = m.group(3).replace(root, "")
+    # Paths as the pod sees them.
+    out = {k: v.replace(root, "") for k, v in config_values(res.stdout).items()}
     assert "server.shutdown_delay" in out, res.stdout
     return out
 

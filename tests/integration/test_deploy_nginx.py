@@ -10,15 +10,14 @@ import os
 import re
 import shutil
 import subprocess
-import time
 
 import pytest
 import requests
-import urllib3
 
 from conftest import ROOT, free_port, wait_for
 
-urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+# The test certificate is self-signed and named for nexus.example.com, not 127.0.0.1.
+pytestmark = pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 SITE = os.path.join(ROOT, "deploy", "nginx", "nexus.conf")
@@ -55,7 +54,7 @@ def main_conf(d):
     return (f"{user}daemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n"
             f"worker_processes 1;\nevents {{ worker_connections 512; }}\n"
             f"http {{\n    include /etc/nginx/mime.types;\n{temps}"
-            f"    include {d}/site.conf;\n}}\n")
+            f"    access_log {d}/access.log;\n    include {d}/site.conf;\n}}\n")
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from conftest import NEXUS_BIN, ROOT
+from conftest import NEXUS_BIN, ROOT, config_values
 
 DEPLOY = os.path.join(ROOT, "deploy")
 UNIT = os.path.join(DEPLOY, "systemd", "nexus.service")
@@ -90,16 +90,7 @@ def _schema_defaults():
     res = subprocess.run([NEXUS_BIN, "config", "show", "--env-file", "/dev/null"],
                          capture_output=True, text=True, env=_env(), cwd="/", timeout=30)
     assert res.returncode == 0, res.stderr
-    values, stack = {}, []
-    for line in res.stdout.splitlines():
-        m = re.match(r'^( *)([a-z_]+):(?: "(.*)")?', line)
-        if not m:
-            continue
-        depth = len(m.group(1)) // 2
-        stack = stack[:depth] + [m.group(2)]
-        if m.group(3) is not None:
-            values[".".join(stack)] = m.group(3)
-    return values
+    return config_values(res.stdout)
 
 
 def _server_stop_budget(env_vars):
@@ -114,19 +105,22 @@ def _server_stop_budget(env_vars):
 
 # ---- systemd ----------------------------------------------------------------------------
 
-def test_systemd_unit_verifies(tmp_path):
+@pytest.mark.parametrize("unit,name", [
+    ("nexus.service", "nexus.service"),
+    ("nexus@.service", "nexus@8001.service"),  # a template verifies as one of its instances
+])
+def test_systemd_unit_verifies(tmp_path, unit, name):
     analyze = shutil.which("systemd-analyze")
     assert analyze, ("systemd-analyze is missing: scripts/install-deps.sh must install the "
                      "Debian package 'systemd'")
-    with open(UNIT) as f:
+    with open(os.path.join(DEPLOY, "systemd", unit)) as f:
         text = f.read()
     # verify checks that ExecStart's binary exists: point it at the built one, and run as
     # a user that exists on the test machine.
     assert "ExecStart=/usr/local/bin/nexus serve " in text
     text = text.replace("=/usr/local/bin/nexus ", f"={NEXUS_BIN} ")
-    text = re.sub(r"(?m)^User=nexus$", "User=root", text)
-    text = re.sub(r"(?m)^Group=nexus$", "Group=root", text)
-    copy = tmp_path / "nexus.service"
+    text = re.sub(r"(?m)^(User|Group)=nexus$", r"\1=root", text)
+    copy = tmp_path / name
     copy.write_text(text)
     res = subprocess.run([analyze, "verify", "--man=no", "--generators=no",
                           "--recursive-errors=no", str(copy)],
@@ -134,7 +128,7 @@ def test_systemd_unit_verifies(tmp_path):
     out = res.stdout + res.stderr
     assert res.returncode == 0, out
     # Unknown keys and bad values are only warnings (exit 0): no line may name the unit.
-    ours = [l for l in out.splitlines() if "nexus.service" in l]
+    ours = [l for l in out.splitlines() if name.split("@")[0] in l]
     assert not ours, out
 
 
