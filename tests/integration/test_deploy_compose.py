@@ -666,7 +666,9 @@ def test_compose_site_serves_static_files_itself(compose_nginx):
                      timeout=5)
     assert r.status_code == 200 and "color" in r.text
     assert "immutable" in r.headers["cache-control"]
+    # Every security header of the server, not only those a location would repeat.
     assert r.headers["x-content-type-options"] == "nosniff"
+    assert "strict-transport-security" in r.headers and "x-frame-options" in r.headers
     r = requests.get(compose_nginx.https + "/static/.secret", verify=compose_nginx.ca,
                      timeout=5)
     assert r.status_code == 404
