@@ -63,6 +63,10 @@ STALEMIGRATIONS := $(filter-out $(MIGRATIONS) $(TESTMIGRATIONS),$(wildcard \
 CASES_SO := $(patsubst tests/plugin-cases/%.c,$(BUILD)/plugin-cases/%.so,\
               $(wildcard tests/plugin-cases/*.c))
 
+# Libraries the tests preload into the server (a slow resolver); never sanitized: they sit
+# before the sanitizer runtime in the process.
+SHIMS_SO := $(patsubst tests/shims/%.c,$(BUILD)/test-shims/%.so,$(wildcard tests/shims/*.c))
+
 UNIT_SRC := $(wildcard tests/unit/*/*_test.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
@@ -98,6 +102,10 @@ $(BUILD)/test-plugins/%.so: tests/plugins/%/*.c include/nexus/*.h
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -fPIC -shared -o $@ $(filter %.c,$^)
 
+$(BUILD)/test-shims/%.so: tests/shims/%.c
+	@mkdir -p $(@D)
+	$(CC) -O2 -g -Wall -Wextra -fPIC -shared -o $@ $< -ldl
+
 $(BUILD)/plugins/%.sql: plugins/%.sql
 	@mkdir -p $(@D)
 	cp $< $@
@@ -126,7 +134,7 @@ run:
 	@$(MAKE) --no-print-directory all
 	$(BIN) serve
 
-test-build: all $(TESTPLUGIN_SO) $(TESTMIGRATIONS) $(CASES_SO) $(UNIT_BIN)
+test-build: all $(TESTPLUGIN_SO) $(TESTMIGRATIONS) $(CASES_SO) $(SHIMS_SO) $(UNIT_BIN)
 
 unit: test-build
 	@scripts/run-unit.sh $(UNIT_BIN)

@@ -39,6 +39,7 @@
 
 #include "cache/cache_impl.h"
 #include "core/coro.h"
+#include "core/resolve.h"
 #include "core/util.h"
 #include "core/wait.h"
 
@@ -86,6 +87,9 @@ static struct {
     int max_connections;
     uint64_t connect_timeout_ms;
     char where[300]; /* "host:port" or the socket path, for messages */
+    /* host's address, resolved off the loop (core/resolve.h); "" until then, and again
+     * after a failed connection, so that a server that moved is found. */
+    char addr[NX_ADDR_LEN];
 
     rconn *idle; /* most recently used first */
     int nopen;   /* open or being opened */
@@ -97,6 +101,24 @@ static struct {
     uint64_t retry_at; /* while down: calls before this fail at once */
     char why[160];     /* why it is down */
 } R;
+
+/* What to connect to: the socket path, the numeric host, its resolved address, or NULL
+ * when the name still has to be resolved. */
+static const char *connect_to(void)
+{
+    if (R.host[0] == '/' || nx_host_is_numeric(R.host))
+        return R.host;
+    return R.addr[0] ? R.addr : NULL;
+}
+
+static redisContext *connect_ctx(const char *to)
+{
+    redisContext *ctx =
+        to[0] == '/' ? redisConnectUnixNonBlock(to) : redisConnectNonBlock(to, R.port);
+    if (!ctx)
+        nx_oom();
+    return ctx;
+}
 
 /* ---- errors ---------------------------------------------------------------------------- */
 
@@ -382,13 +404,27 @@ static rconn *conn_open(nx_cache_call *call)
     if (call_bound)
         deadline = call->deadline;
 
-    redisContext *ctx =
-        R.host[0] == '/' ? redisConnectUnixNonBlock(R.host) : redisConnectNonBlock(R.host, R.port);
-    if (!ctx)
-        nx_oom();
+    const char *to = connect_to();
+    if (!to) {
+        /* redisConnectNonBlock would resolve the name itself, blocking the worker. */
+        nx_addrs a;
+        char why[300];
+        int rc = nx_resolve(R.loop, R.host, &a, deadline, why, sizeof(why));
+        if (rc != NX_OK) {
+            fail(call, "Redis at %s: %s", R.where, why);
+            if (gone(call) || (rc == NX_RESOLVE_LATE && call_bound))
+                return NULL; /* the call's end, not necessarily Redis's */
+            mark_down(call->error);
+            return NULL;
+        }
+        snprintf(R.addr, sizeof(R.addr), "%s", a.addr[0]);
+        to = R.addr;
+    }
+    redisContext *ctx = connect_ctx(to);
     if (ctx->err) {
         fail(call, "connecting to Redis at %s: %s", R.where, ctx->errstr);
         redisFree(ctx);
+        R.addr[0] = '\0';
         mark_down(call->error);
         return NULL;
     }
@@ -414,6 +450,7 @@ static rconn *conn_open(nx_cache_call *call)
     }
     if (rc != NX_OK) {
         conn_free(c);
+        R.addr[0] = '\0';
         if (gone(call))
             return NULL;
         if (deadline && nx_loop_now(R.loop) >= deadline) {
@@ -809,6 +846,7 @@ static int redis_publish(nx_cache_call *call, const char *channel, size_t clen, 
 typedef enum sub_state {
     SUB_OFF,        /* not subscribing (no channels, or stopped) */
     SUB_WAITING,    /* no connection: the timer makes the next one */
+    SUB_RESOLVING,  /* the host name is being resolved: the lookup's fd ends it */
     SUB_CONNECTING, /* connect under way: EPOLLOUT completes it */
     SUB_SENDING,    /* writing AUTH and SUBSCRIBE */
     SUB_LISTENING,  /* everything sent: reading confirmations, then messages */
@@ -820,6 +858,8 @@ static struct {
     nx_io io;
     nx_timer timer;
     redisContext *ctx; /* its fd and reader, while connected or connecting */
+    nx_lookup *lookup; /* while resolving */
+    nx_io lookup_io;
     char **channels;
     size_t n;
     nx_cache_deliver_fn deliver;
@@ -835,6 +875,11 @@ static void sub_connect(void);
 
 static void sub_close(void)
 {
+    if (S.lookup) {
+        nx_loop_del(S.loop, &S.lookup_io);
+        nx_lookup_abandon(S.lookup);
+        S.lookup = NULL;
+    }
     if (S.ctx) {
         nx_loop_del(S.loop, &S.io); /* before the fd goes: voids events of this batch */
         redisFree(S.ctx);           /* closes the socket */
@@ -977,6 +1022,7 @@ static void sub_on_io(nx_loop *loop, nx_io *io, uint32_t events)
         if (getsockopt(S.ctx->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
             err = errno;
         if (err) {
+            R.addr[0] = '\0';
             sub_fail("connecting: %s", strerror(err));
             return;
         }
@@ -1000,13 +1046,53 @@ static void sub_on_timer(nx_loop *loop, nx_timer *t)
 }
 
 /* Opens the connection and queues AUTH and SUBSCRIBE; the loop does the rest. */
+/* The subscriber's lookup ended: connect to the address, or fail and back off. */
+static void sub_on_lookup(nx_loop *loop, nx_io *io, uint32_t events)
+{
+    nx_loop_del(S.loop, &S.lookup_io);
+    nx_timer_cancel(S.loop, &S.timer);
+    nx_lookup *l = S.lookup;
+    S.lookup = NULL;
+    nx_addrs a;
+    char why[300];
+    if (nx_lookup_finish(l, &a, why, sizeof(why)) != NX_OK) {
+        sub_fail("%s", why);
+        return;
+    }
+    snprintf(R.addr, sizeof(R.addr), "%s", a.addr[0]);
+    sub_connect();
+}
+
+/* Starts resolving the host name off the loop; sub_on_lookup continues. */
+static void sub_resolve(void)
+{
+    S.lookup = nx_lookup_start(R.host);
+    if (!S.lookup) {
+        sub_fail("resolving %s: no thread for the lookup", R.host);
+        return;
+    }
+    S.lookup_io = (nx_io){.fd = nx_lookup_fd(S.lookup), .cb = sub_on_lookup};
+    if (nx_loop_add(S.loop, &S.lookup_io, EPOLLIN) != NX_OK) {
+        nx_lookup_abandon(S.lookup);
+        S.lookup = NULL;
+        sub_fail("resolving %s: epoll refused the lookup", R.host);
+        return;
+    }
+    S.state = SUB_RESOLVING;
+    if (R.connect_timeout_ms)
+        nx_timer_set(S.loop, &S.timer, nx_loop_now(S.loop) + R.connect_timeout_ms);
+}
+
 static void sub_connect(void)
 {
-    redisContext *ctx =
-        R.host[0] == '/' ? redisConnectUnixNonBlock(R.host) : redisConnectNonBlock(R.host, R.port);
-    if (!ctx)
-        nx_oom();
+    const char *to = connect_to();
+    if (!to) {
+        sub_resolve();
+        return;
+    }
+    redisContext *ctx = connect_ctx(to);
     if (ctx->err) {
+        R.addr[0] = '\0';
         char why[160];
         snprintf(why, sizeof(why), "%s", ctx->errstr);
         redisFree(ctx);
@@ -1086,6 +1172,7 @@ static int redis_worker_start(const nx_cache_settings *s, nx_loop *loop)
     memset(&R, 0, sizeof(R));
     R.loop = loop;
     R.host = nx_xstrdup(s->redis_host && *s->redis_host ? s->redis_host : "127.0.0.1");
+    R.addr[0] = '\0';
     R.password = nx_xstrdup(s->redis_password ? s->redis_password : "");
     R.port = s->redis_port;
     R.db = s->redis_db;

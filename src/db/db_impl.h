@@ -19,6 +19,7 @@
 #include <nexus/db.h>
 
 #include "core/loop.h"
+#include "core/resolve.h"
 #include "core/wait.h"
 
 typedef enum nx_db_kind {
@@ -125,6 +126,13 @@ int nx_db_wait(nx_db_call *call, int fd, uint32_t events);
 
 /* As nx_db_wait, on a socket kept registered for the connection's life (core/wait.h). */
 int nx_db_wait_watch(nx_db_call *call, nx_watch *wt, uint32_t events);
+
+/*
+ * Resolves a host name for a new connection without blocking the worker (core/resolve.h),
+ * within the call's deadline. NX_OK with out filled (a numeric host is copied), or NX_ERR
+ * with call->err: UNAVAILABLE (08001) for a name that does not resolve, TIMEOUT or CANCELED.
+ */
+int nx_db_resolve(nx_db_call *call, const char *host, nx_addrs *out);
 
 /* Parks until when (ms) or the client goes away (NX_DB_WAIT_GONE); NX_OK otherwise. */
 int nx_db_sleep_until(nx_db_call *call, uint64_t when);

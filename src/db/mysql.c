@@ -341,6 +341,21 @@ static int open_conn(mconn *c, const nx_db_settings *s, nx_db_call *call)
         host = "localhost";
     }
     /*
+     * libmariadb resolves a host name itself, blocking the worker: it is resolved here
+     * (core/resolve.h) and the first address connected to. Not when the server's
+     * certificate is checked (ssl-mode=verify_ca or verify_identity: libmariadb compares
+     * it with the name in both), which needs the name: that resolution stays libmariadb's.
+     * "localhost" means the local socket to it.
+     */
+    my_bool verify = 0;
+    mysql_get_optionv(m, MYSQL_OPT_SSL_VERIFY_SERVER_CERT, &verify);
+    nx_addrs addrs;
+    if (!sock && !verify && strcmp(host, "localhost") != 0 && !nx_host_is_numeric(host)) {
+        if (nx_db_resolve(call, host, &addrs) != NX_OK)
+            return NX_ERR;
+        host = addrs.addr[0];
+    }
+    /*
      * CLIENT_FOUND_ROWS: an UPDATE counts the rows it matched, as PostgreSQL and SQLite
      * do, not only those whose values changed. CLIENT_MULTI_STATEMENTS: for scripts.
      */

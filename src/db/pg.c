@@ -250,21 +250,38 @@ static void on_notice(void *arg, const char *message)
     nx_log_info("postgresql: %.*s", (int)n, message);
 }
 
-static bool is_address(const char *host)
-{
-    unsigned char buf[16];
-    return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
-}
-
 static nx_db_conn *pg_connect(const nx_db_settings *s, nx_db_call *call)
 {
     const char *keys[32], *vals[32];
     int n = 0;
     char port[16], options[64], *opts = NULL;
     snprintf(port, sizeof(port), "%d", s->port);
-    /* A numeric host goes in hostaddr: libpq would otherwise resolve it, blocking. */
-    keys[n] = *s->host && s->host[0] != '/' && is_address(s->host) ? "hostaddr" : "host";
-    vals[n++] = s->host;
+    /*
+     * libpq resolves a host name itself, blocking the worker: the name is resolved here
+     * (core/resolve.h) and its addresses given as hostaddr, one per copy of the name in
+     * host, which libpq still uses for TLS verification and tries in order. A numeric host
+     * goes in hostaddr alone; a socket folder or a list of hosts is libpq's.
+     */
+    char hosts[NX_RESOLVE_MAX * 256], addrs[NX_RESOLVE_MAX * NX_ADDR_LEN];
+    if (!*s->host || s->host[0] == '/' || strchr(s->host, ',')) {
+        keys[n] = "host", vals[n++] = s->host;
+    } else if (nx_host_is_numeric(s->host)) {
+        keys[n] = "hostaddr", vals[n++] = s->host;
+    } else {
+        nx_addrs a;
+        if (strlen(s->host) >= 256 || nx_db_resolve(call, s->host, &a) != NX_OK) {
+            if (strlen(s->host) >= 256)
+                nx_db_fail(call, NX_DB_UNAVAILABLE, "08001", 0, "database.host is too long");
+            return NULL;
+        }
+        size_t hl = 0, al = 0;
+        for (int i = 0; i < a.n; i++) {
+            hl += (size_t)snprintf(hosts + hl, sizeof(hosts) - hl, "%s%s", i ? "," : "", s->host);
+            al += (size_t)snprintf(addrs + al, sizeof(addrs) - al, "%s%s", i ? "," : "", a.addr[i]);
+        }
+        keys[n] = "host", vals[n++] = hosts;
+        keys[n] = "hostaddr", vals[n++] = addrs;
+    }
     keys[n] = "port", vals[n++] = port;
     if (*s->name)
         keys[n] = "dbname", vals[n++] = s->name;
