@@ -58,8 +58,8 @@ static int lookup(const char *host, nx_addrs *out, int *err)
         return rc;
     for (struct addrinfo *ai = res; ai && out->n < NX_RESOLVE_MAX; ai = ai->ai_next) {
         char text[NX_ADDR_LEN];
-        if (getnameinfo(ai->ai_addr, ai->ai_addrlen, text, sizeof(text), NULL, 0,
-                        NI_NUMERICHOST) != 0)
+        if (getnameinfo(ai->ai_addr, ai->ai_addrlen, text, sizeof(text), NULL, 0, NI_NUMERICHOST) !=
+            0)
             continue;
         bool seen = false;
         for (int i = 0; i < out->n && !seen; i++)
