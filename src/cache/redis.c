@@ -1045,7 +1045,6 @@ static void sub_on_timer(nx_loop *loop, nx_timer *t)
                  (unsigned long long)R.connect_timeout_ms);
 }
 
-/* Opens the connection and queues AUTH and SUBSCRIBE; the loop does the rest. */
 /* The subscriber's lookup ended: connect to the address, or fail and back off. */
 static void sub_on_lookup(nx_loop *loop, nx_io *io, uint32_t events)
 {
@@ -1083,6 +1082,7 @@ static void sub_resolve(void)
         nx_timer_set(S.loop, &S.timer, nx_loop_now(S.loop) + R.connect_timeout_ms);
 }
 
+/* Opens the connection and queues AUTH and SUBSCRIBE; the loop does the rest. */
 static void sub_connect(void)
 {
     const char *to = connect_to();

@@ -18,7 +18,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
 
 #include <jansson.h>
 
@@ -138,28 +137,15 @@ int nx_db_wait_watch(nx_db_call *call, nx_watch *wt, uint32_t events)
 
 int nx_db_resolve(nx_db_call *call, const char *host, nx_addrs *out)
 {
-    char why[256];
-    if (nx_host_is_numeric(host))
-        return nx_resolve(call->loop, host, out, 0, why, sizeof(why));
-    nx_lookup *l = nx_coro_current() ? nx_lookup_start(host) : NULL;
-    if (!l) {
-        if (nx_resolve_now(host, out, why, sizeof(why)) == NX_OK)
-            return NX_OK;
+    char why[300];
+    int rc = gone(call) ? NX_RESOLVE_LATE
+                        : nx_resolve(call->loop, host, out, call->deadline, why, sizeof(why));
+    if (rc == NX_OK)
+        return NX_OK;
+    if (rc == NX_ERR)
         return nx_db_fail(call, NX_DB_UNAVAILABLE, "08001", 0, "%s", why);
-    }
-    int ev = nx_db_wait(call, nx_lookup_fd(l), EPOLLIN);
-    if (ev <= 0) {
-        nx_lookup_abandon(l);
-        if (ev == NX_ERR)
-            return nx_db_fail(call, NX_DB_UNAVAILABLE, "08001", 0,
-                              "resolving %s: epoll refused the lookup", host);
-        char what[300];
-        snprintf(what, sizeof(what), "resolving %s", host);
-        return nx_db_fail_deadline(call, what);
-    }
-    if (nx_lookup_finish(l, out, why, sizeof(why)) != NX_OK)
-        return nx_db_fail(call, NX_DB_UNAVAILABLE, "08001", 0, "%s", why);
-    return NX_OK;
+    snprintf(why, sizeof(why), "resolving %s", host);
+    return nx_db_fail_deadline(call, why); /* TIMEOUT, or CANCELED when the client left */
 }
 
 int nx_db_sleep_until(nx_db_call *call, uint64_t when)

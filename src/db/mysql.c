@@ -345,7 +345,7 @@ static int open_conn(mconn *c, const nx_db_settings *s, nx_db_call *call)
      * (core/resolve.h) and the first address connected to. Not when the server's
      * certificate is checked (ssl-mode=verify_ca or verify_identity: libmariadb compares
      * it with the name in both), which needs the name: that resolution stays libmariadb's.
-     * "localhost" means the local socket to it.
+     * "localhost" is libmariadb's name for the server's Unix socket, not one to look up.
      */
     my_bool verify = 0;
     mysql_get_optionv(m, MYSQL_OPT_SSL_VERIFY_SERVER_CERT, &verify);

@@ -267,13 +267,14 @@ static nx_db_conn *pg_connect(const nx_db_settings *s, nx_db_call *call)
         keys[n] = "host", vals[n++] = s->host;
     } else if (nx_host_is_numeric(s->host)) {
         keys[n] = "hostaddr", vals[n++] = s->host;
+    } else if (strlen(s->host) >= 256) {
+        nx_db_fail(call, NX_DB_UNAVAILABLE, "08001", 0,
+                   "database.host is longer than a host name can be");
+        return NULL;
     } else {
         nx_addrs a;
-        if (strlen(s->host) >= 256 || nx_db_resolve(call, s->host, &a) != NX_OK) {
-            if (strlen(s->host) >= 256)
-                nx_db_fail(call, NX_DB_UNAVAILABLE, "08001", 0, "database.host is too long");
+        if (nx_db_resolve(call, s->host, &a) != NX_OK)
             return NULL;
-        }
         size_t hl = 0, al = 0;
         for (int i = 0; i < a.n; i++) {
             hl += (size_t)snprintf(hosts + hl, sizeof(hosts) - hl, "%s%s", i ? "," : "", s->host);

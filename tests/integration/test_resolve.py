@@ -166,3 +166,20 @@ def test_the_shim_is_really_in_the_server(spawn, tmp_path, pg_url):
                        capture_output=True, text=True, env=full, timeout=20)
     assert p.returncode == 1 and "x.fail.test" in p.stderr, p.stderr
     assert ("x.fail.test", "main") in lookups(log)
+
+
+def test_a_lookup_longer_than_the_request_ends_with_the_request(spawn, tmp_path, pg_url):
+    """The lookup counts against the request's deadline: server.handler_timeout (1s) ends
+    a 4s lookup, with the 503 of a connection that could not be made, and the abandoned
+    lookup's late answer harms nothing after."""
+    env, log = shim_env(tmp_path, ms=4000)
+    s = spawn(workers=1, env={**env, "NEXUS_DATABASE_URL": renamed(pg_url, "db.slow.test"),
+                              "NEXUS_SERVER_HANDLER_TIMEOUT": "1s"})
+    t0 = time.monotonic()
+    r = s.request("POST", "/dbkit/query", json={"sql": "SELECT 1 AS n"}, timeout=30)
+    took = time.monotonic() - t0
+    assert r.status_code == 503 and "retry-after" in r.headers, r.text
+    assert took < 3.5, took  # well before the lookup's 4s
+    time.sleep(4)  # the thread answers into a lookup nobody waits for
+    assert s.alive() and s.get("/plaintext", timeout=5).status_code == 200
+    assert "resolving db.slow.test cancelled: the request's time ran out" in s.log()
