@@ -19,6 +19,9 @@
  * Restore checks that checksum and that the archive opens before touching the database, and
  * refuses a database that already has tables unless --force. A progress bar goes to stderr
  * when it is a terminal.
+ *
+ * This file holds the commands and what the backends share (progress bar, checksums,
+ * running a tool); each backend is in backup_pg.c, backup_mysql.c or backup_sqlite.c.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -26,45 +29,32 @@
 #include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
-#include <stdbool.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
-#include <sqlite3.h>
 
-#include <nexus/arena.h>
-
+#include "cli/backup.h"
 #include "cli/cli.h"
 #include "config/config.h"
-#include "core/arena.h"
 #include "core/util.h"
-#include "db/db_impl.h"
 
 #define EX_USAGE_STATUS 64
 #define EX_INTERRUPTED 130
-/* Pages copied per sqlite3_backup_step: small enough that a writer waits little. */
-#define SQLITE_STEP_PAGES 256
-/* How long a SQLite step may keep finding the database locked before restore gives up. */
-#define SQLITE_BUSY_MS 60000
 #define PROGRESS_EVERY_MS 100
 
-static volatile sig_atomic_t interrupted;
+volatile sig_atomic_t bk_interrupted;
 
 static void on_signal(int sig)
 {
-    interrupted = sig;
+    bk_interrupted = sig;
 }
 
-static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static void fail(const char *fmt, ...)
+void bk_fail(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -81,14 +71,7 @@ static const char *kind_name(nx_db_kind k)
 
 /* ---- progress ------------------------------------------------------------------------- */
 
-typedef struct progress {
-    bool on; /* stderr is a terminal */
-    const char *what;
-    uint64_t start, last;
-    bool shown;
-} progress;
-
-static void progress_init(progress *p, const char *what)
+void bk_progress_init(bk_progress *p, const char *what)
 {
     p->on = isatty(STDERR_FILENO);
     p->what = what;
@@ -110,7 +93,7 @@ static void human(uint64_t bytes, char *out, size_t len)
 }
 
 /* Shows done of total bytes (total 0: unknown, then only what is done and the time). */
-static void progress_show(progress *p, uint64_t done, uint64_t total, bool final)
+void bk_progress_show(bk_progress *p, uint64_t done, uint64_t total, bool final)
 {
     if (!p->on)
         return;
@@ -141,7 +124,7 @@ static void progress_show(progress *p, uint64_t done, uint64_t total, bool final
 }
 
 /* Clears the bar's line (before a message, or when the work failed). */
-static void progress_clear(progress *p)
+void bk_progress_clear(bk_progress *p)
 {
     if (p->on && p->shown)
         fprintf(stderr, "\r\033[K");
@@ -151,7 +134,7 @@ static void progress_clear(progress *p)
 /* ---- checksums ------------------------------------------------------------------------ */
 
 /* SHA-256 of a file, hex. NX_OK, or NX_ERR with errno. */
-static int file_sha256(const char *path, char hex[65], progress *pg)
+static int file_sha256(const char *path, char hex[65], bk_progress *pg)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
@@ -168,7 +151,7 @@ static int file_sha256(const char *path, char hex[65], progress *pg)
         EVP_DigestUpdate(ctx, buf, (size_t)n);
         done += (uint64_t)n;
         if (pg)
-            progress_show(pg, done, (uint64_t)st.st_size, false);
+            bk_progress_show(pg, done, (uint64_t)st.st_size, false);
     }
     int saved = errno;
     free(buf);
@@ -226,14 +209,14 @@ static int write_checksum(const char *archive, const char *hex)
     snprintf(tmp, sizeof(tmp), "%s.partial-%d", path, (int)getpid());
     FILE *f = fopen(tmp, "w");
     if (!f) {
-        fail("cannot write %s: %s", tmp, strerror(errno));
+        bk_fail("cannot write %s: %s", tmp, strerror(errno));
         return NX_ERR;
     }
     fprintf(f, "%s  %s\n", hex, base_name(archive));
     bool ok = fflush(f) == 0 && fsync(fileno(f)) == 0;
     ok = fclose(f) == 0 && ok;
     if (!ok || rename(tmp, path) != 0) {
-        fail("cannot write %s: %s", path, strerror(errno));
+        bk_fail("cannot write %s: %s", path, strerror(errno));
         unlink(tmp);
         return NX_ERR;
     }
@@ -245,7 +228,7 @@ static int write_checksum(const char *archive, const char *hex)
  * Checks archive against ARCHIVE.sha256. 1: it matches; 0: there is no checksum file;
  * -1: a mismatch or an unreadable file (reported).
  */
-static int check_checksum(const char *archive, progress *pg)
+static int check_checksum(const char *archive, bk_progress *pg)
 {
     char path[PATH_MAX];
     snprintf(path, sizeof(path), "%s.sha256", archive);
@@ -253,7 +236,7 @@ static int check_checksum(const char *archive, progress *pg)
     if (!f) {
         if (errno == ENOENT)
             return 0;
-        fail("cannot read %s: %s", path, strerror(errno));
+        bk_fail("cannot read %s: %s", path, strerror(errno));
         return -1;
     }
     char line[PATH_MAX + 80] = "";
@@ -262,25 +245,25 @@ static int check_checksum(const char *archive, progress *pg)
     char want[65];
     size_t hexlen = got ? strspn(line, "0123456789abcdefABCDEF") : 0;
     if (hexlen != 64 || (line[64] != ' ' && line[64] != '\t')) {
-        fail("%s is not a checksum file: expected a line \"SHA256  %s\" as sha256sum writes", path,
-             base_name(archive));
+        bk_fail("%s is not a checksum file: expected a line \"SHA256  %s\" as sha256sum writes",
+                path, base_name(archive));
         return -1;
     }
     for (int i = 0; i < 64; i++)
         want[i] = (char)((line[i] >= 'A' && line[i] <= 'F') ? line[i] - 'A' + 'a' : line[i]);
     want[64] = '\0';
     char have[65];
-    progress_init(pg, "checksum");
+    bk_progress_init(pg, "checksum");
     if (file_sha256(archive, have, pg) != NX_OK) {
-        progress_clear(pg);
-        fail("cannot read %s: %s", archive, strerror(errno));
+        bk_progress_clear(pg);
+        bk_fail("cannot read %s: %s", archive, strerror(errno));
         return -1;
     }
-    progress_clear(pg);
+    bk_progress_clear(pg);
     if (strcmp(want, have) != 0) {
-        fail("checksum mismatch: %s does not match %s (expected %s, computed %s): the archive "
-             "is damaged or was changed",
-             archive, path, want, have);
+        bk_fail("checksum mismatch: %s does not match %s (expected %s, computed %s): the archive "
+                "is damaged or was changed",
+                archive, path, want, have);
         return -1;
     }
     return 1;
@@ -289,7 +272,7 @@ static int check_checksum(const char *archive, progress *pg)
 /* ---- child processes ------------------------------------------------------------------ */
 
 /* The tool's path: PATH first, then the newest /usr/lib/postgresql/N/bin for pg_*. */
-static char *find_tool(const char *const names[], size_t n)
+char *bk_find_tool(const char *const names[], size_t n)
 {
     const char *path = getenv("PATH");
     char buf[PATH_MAX];
@@ -357,23 +340,17 @@ static uint64_t child_offset(pid_t pid, dev_t dev, ino_t ino)
     return pos;
 }
 
-/* What a running tool is watched by, for the progress bar. */
-typedef struct watch {
-    const char *grows; /* a file it writes: its size is shown */
-    const char *reads; /* a file it reads: its position in it, of the file's size */
-} watch;
-
 /*
  * Runs argv (environment: ours) with stdin from in_path (NULL: /dev/null) and stdout to
  * out_fd (-1: ours; -2: /dev/null); its stderr is ours. Returns its exit status, or -1 when
  * it could not start or was killed (reported).
  */
-static int run_tool(char *const argv[], const char *in_path, int out_fd, progress *pg,
-                    const watch *w)
+int bk_run_tool(char *const argv[], const char *in_path, int out_fd, bk_progress *pg,
+                const bk_watch *w)
 {
     int in = open(in_path ? in_path : "/dev/null", O_RDONLY | O_CLOEXEC);
     if (in < 0) {
-        fail("cannot open %s: %s", in_path, strerror(errno));
+        bk_fail("cannot open %s: %s", in_path, strerror(errno));
         return -1;
     }
     int devnull = out_fd == -2 ? open("/dev/null", O_WRONLY | O_CLOEXEC) : -1;
@@ -382,7 +359,7 @@ static int run_tool(char *const argv[], const char *in_path, int out_fd, progres
     fflush(NULL);
     pid_t pid = fork();
     if (pid < 0) {
-        fail("fork: %s", strerror(errno));
+        bk_fail("fork: %s", strerror(errno));
         close(in);
         if (devnull >= 0)
             close(devnull);
@@ -412,677 +389,28 @@ static int run_tool(char *const argv[], const char *in_path, int out_fd, progres
             status = -1;
             break;
         }
-        if (interrupted)
+        if (bk_interrupted)
             kill(pid, SIGTERM);
         if (pg && w && w->grows) {
             struct stat st;
             if (stat(w->grows, &st) == 0)
-                progress_show(pg, (uint64_t)st.st_size, 0, false);
+                bk_progress_show(pg, (uint64_t)st.st_size, 0, false);
         } else if (pg && reads) {
-            progress_show(pg, child_offset(pid, rst.st_dev, rst.st_ino), (uint64_t)rst.st_size,
-                          false);
+            bk_progress_show(pg, child_offset(pid, rst.st_dev, rst.st_ino), (uint64_t)rst.st_size,
+                             false);
         } else if (pg) {
-            progress_show(pg, 0, 0, false);
+            bk_progress_show(pg, 0, 0, false);
         }
         usleep(50 * 1000);
     }
     if (status == -1 || WIFSIGNALED(status)) {
-        progress_clear(pg);
-        if (!interrupted)
-            fail("%s was killed by signal %d", argv[0], WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+        bk_progress_clear(pg);
+        if (!bk_interrupted)
+            bk_fail("%s was killed by signal %d", argv[0],
+                    WIFSIGNALED(status) ? WTERMSIG(status) : 0);
         return -1;
     }
     return WEXITSTATUS(status);
-}
-
-/* ---- PostgreSQL ----------------------------------------------------------------------- */
-
-/* The connection settings as the PG* variables libpq's tools read. */
-static void pg_environment(const nx_db_settings *s)
-{
-    char port[16];
-    snprintf(port, sizeof(port), "%d", s->port);
-    unsetenv("PGHOSTADDR");
-    unsetenv("PGSERVICE");
-    setenv("PGHOST", s->host, 1);
-    setenv("PGPORT", port, 1);
-    setenv("PGDATABASE", s->name, 1);
-    if (*s->user)
-        setenv("PGUSER", s->user, 1);
-    if (*s->password)
-        setenv("PGPASSWORD", s->password, 1);
-    if (*s->application_name)
-        setenv("PGAPPNAME", s->application_name, 1);
-    static const char *const map[][2] = {
-        {"sslmode", "PGSSLMODE"},
-        {"sslrootcert", "PGSSLROOTCERT"},
-        {"sslcert", "PGSSLCERT"},
-        {"sslkey", "PGSSLKEY"},
-        {"sslcrl", "PGSSLCRL"},
-        {"sslsni", "PGSSLSNI"},
-        {"sslcompression", "PGSSLCOMPRESSION"},
-        {"requiressl", "PGREQUIRESSL"},
-        {"gssencmode", "PGGSSENCMODE"},
-        {"channel_binding", "PGCHANNELBINDING"},
-        {"connect_timeout", "PGCONNECT_TIMEOUT"},
-        {"options", "PGOPTIONS"},
-        {"application_name", "PGAPPNAME"},
-        {"target_session_attrs", "PGTARGETSESSIONATTRS"},
-        {"krbsrvname", "PGKRBSRVNAME"},
-        {"passfile", "PGPASSFILE"},
-    };
-    char *opts = nx_xstrdup(s->options ? s->options : "");
-    char *save = NULL;
-    for (char *kv = strtok_r(opts, "&", &save); kv; kv = strtok_r(NULL, "&", &save)) {
-        char *eq = strchr(kv, '=');
-        if (!eq)
-            continue;
-        *eq = '\0';
-        if (strcmp(kv, "host") == 0)
-            continue; /* a socket folder: already s->host */
-        const char *var = NULL;
-        for (size_t i = 0; i < NX_ARRAY_LEN(map); i++)
-            if (strcmp(kv, map[i][0]) == 0)
-                var = map[i][1];
-        if (var)
-            setenv(var, eq + 1, 1);
-        else
-            fprintf(stderr,
-                    "nexus: warning: database.url option '%s' is not passed to the "
-                    "PostgreSQL tools\n",
-                    kv);
-    }
-    free(opts);
-}
-
-typedef struct pg_tables {
-    const nx_db_settings *s;
-    long long n;
-    char names[256];
-    char err[300];
-} pg_tables;
-
-static int count_pg_tables(void *arg)
-{
-    pg_tables *t = arg;
-    nx_arena *a = nx_arena_new(0);
-    nx_db_session ss = {.arena = a};
-    nx_db_result *r = nx_db_session_query(
-        &ss,
-        "SELECT count(*), coalesce(string_agg(schemaname || '.' || tablename, ', ' ORDER BY "
-        "schemaname, tablename), '') FROM pg_catalog.pg_tables WHERE schemaname NOT IN "
-        "('pg_catalog', 'information_schema')",
-        NULL, 0);
-    int rc = NX_OK;
-    if (!r) {
-        snprintf(t->err, sizeof(t->err), "%s", ss.err.message);
-        rc = NX_ERR;
-    } else {
-        t->n = nx_db_i64(r, 0, 0);
-        const char *names = nx_db_text(r, 0, 1);
-        snprintf(t->names, sizeof(t->names), "%s", names ? names : "");
-    }
-    nx_arena_free(a);
-    return rc;
-}
-
-static int pg_backup(const nx_db_settings *s, const char *tmp)
-{
-    static const char *const names[] = {"pg_dump"};
-    char *tool = find_tool(names, 1);
-    if (!tool) {
-        fail("pg_dump is not installed (looked in PATH and /usr/lib/postgresql/*/bin); "
-             "install postgresql-client");
-        return NX_ERR;
-    }
-    pg_environment(s);
-    char file_arg[PATH_MAX + 16];
-    snprintf(file_arg, sizeof(file_arg), "--file=%s", tmp);
-    char *argv[] = {tool, "--format=custom", "--no-password", file_arg, NULL};
-    progress pg;
-    progress_init(&pg, "backup");
-    watch w = {.grows = tmp};
-    int st = run_tool(argv, NULL, -1, &pg, &w);
-    if (st == 0) {
-        struct stat sb;
-        progress_show(&pg, stat(tmp, &sb) == 0 ? (uint64_t)sb.st_size : 0, 0, true);
-    } else {
-        progress_clear(&pg);
-        if (st > 0)
-            fail("pg_dump failed (exit status %d): see its message above", st);
-    }
-    free(tool);
-    return st == 0 ? NX_OK : NX_ERR;
-}
-
-static int pg_verify(const char *archive, int *entries)
-{
-    static const char *const names[] = {"pg_restore"};
-    char *tool = find_tool(names, 1);
-    if (!tool) {
-        fail("pg_restore is not installed (looked in PATH and /usr/lib/postgresql/*/bin); "
-             "install postgresql-client");
-        return NX_ERR;
-    }
-    char *argv[] = {tool, "--list", (char *)archive, NULL};
-    FILE *out = tmpfile();
-    int st = run_tool(argv, NULL, out ? fileno(out) : -2, NULL, NULL);
-    *entries = 0;
-    if (out) {
-        rewind(out);
-        char line[1024];
-        while (fgets(line, sizeof(line), out))
-            *entries += line[0] >= '0' && line[0] <= '9';
-        fclose(out);
-    }
-    free(tool);
-    if (st != 0) {
-        if (st > 0)
-            fail("%s is not a readable pg_dump archive: pg_restore --list failed (exit status "
-                 "%d)",
-                 archive, st);
-        return NX_ERR;
-    }
-    return NX_OK;
-}
-
-static int pg_restore(const nx_db_settings *s, const char *archive, bool force)
-{
-    static const char *const names[] = {"pg_restore"};
-    pg_tables t = {.s = s};
-    nx_db_settings cs = *s;
-    cs.pool_size = 1;
-    cs.max_overflow = 0;
-    if (nx_db_run_sync(&cs, count_pg_tables, &t) != NX_OK) {
-        fail("cannot reach the PostgreSQL database %s on %s:%d: %s", s->name, s->host, s->port,
-             t.err);
-        return NX_ERR;
-    }
-    if (t.n > 0 && !force) {
-        fail("the PostgreSQL database %s is not empty (%lld table%s: %s): restoring would "
-             "replace its tables; pass --force to restore over it",
-             s->name, t.n, t.n == 1 ? "" : "s", t.names);
-        return NX_ERR;
-    }
-    char *tool = find_tool(names, 1);
-    if (!tool) {
-        fail("pg_restore is not installed (looked in PATH and /usr/lib/postgresql/*/bin); "
-             "install postgresql-client");
-        return NX_ERR;
-    }
-    pg_environment(s);
-    char db_arg[1024];
-    snprintf(db_arg, sizeof(db_arg), "--dbname=%s", s->name);
-    char *argv[12];
-    int n = 0;
-    argv[n++] = tool;
-    argv[n++] = db_arg;
-    argv[n++] = "--no-password";
-    argv[n++] = "--single-transaction";
-    argv[n++] = "--exit-on-error";
-    argv[n++] = "--no-owner";
-    argv[n++] = "--no-privileges";
-    if (t.n > 0) {
-        argv[n++] = "--clean";
-        argv[n++] = "--if-exists";
-    }
-    argv[n++] = (char *)archive;
-    argv[n] = NULL;
-    progress pg;
-    progress_init(&pg, "restore");
-    watch w = {.reads = archive};
-    int st = run_tool(argv, NULL, -2, &pg, &w);
-    free(tool);
-    if (st != 0) {
-        progress_clear(&pg);
-        if (st > 0)
-            fail("pg_restore failed (exit status %d): see its message above; it ran in one "
-                 "transaction, so the database is as it was",
-                 st);
-        return NX_ERR;
-    }
-    struct stat sb;
-    stat(archive, &sb);
-    progress_show(&pg, (uint64_t)sb.st_size, (uint64_t)sb.st_size, true);
-    return NX_OK;
-}
-
-/* ---- MySQL ------------------------------------------------------------------------------- */
-
-/* Appends "key=value" to an option file, quoted as the MySQL option parser reads it. */
-static void option_line(FILE *f, const char *key, const char *value)
-{
-    fprintf(f, "%s=\"", key);
-    for (const char *p = value; *p; p++) {
-        if (*p == '\\' || *p == '"')
-            fputc('\\', f);
-        fputc(*p, f);
-    }
-    fputs("\"\n", f);
-}
-
-/* An option file with the connection, mode 0600, for --defaults-extra-file; the caller
- * unlinks it. NX_ERR when it cannot be written. */
-static int mysql_options(const nx_db_settings *s, char *path, size_t len)
-{
-    const char *dir = getenv("TMPDIR");
-    snprintf(path, len, "%s/nexus-mysql-XXXXXX", dir && *dir ? dir : "/tmp");
-    int fd = mkstemp(path);
-    if (fd < 0) {
-        fail("cannot create a temporary option file in %s: %s", dir && *dir ? dir : "/tmp",
-             strerror(errno));
-        return NX_ERR;
-    }
-    FILE *f = fdopen(fd, "w");
-    fprintf(f, "[client]\n");
-    if (s->host[0] == '/') {
-        option_line(f, "socket", s->host);
-    } else {
-        option_line(f, "host", s->host);
-        fprintf(f, "port=%d\n", s->port);
-    }
-    if (*s->user)
-        option_line(f, "user", s->user);
-    if (*s->password)
-        option_line(f, "password", s->password);
-    if (fclose(f) != 0) {
-        fail("cannot write %s: %s", path, strerror(errno));
-        unlink(path);
-        return NX_ERR;
-    }
-    return NX_OK;
-}
-
-static char *mysql_tool(bool dump)
-{
-    static const char *const dumps[] = {"mariadb-dump", "mysqldump"};
-    static const char *const clients[] = {"mariadb", "mysql"};
-    char *t = find_tool(dump ? dumps : clients, 2);
-    if (!t)
-        fail("%s is not installed; install mariadb-client (or mysql-client)",
-             dump ? "mariadb-dump (or mysqldump)" : "mariadb (or mysql)");
-    return t;
-}
-
-static int mysql_backup(const nx_db_settings *s, const char *tmp)
-{
-    char *tool = mysql_tool(true);
-    if (!tool)
-        return NX_ERR;
-    char cnf[PATH_MAX];
-    if (mysql_options(s, cnf, sizeof(cnf)) != NX_OK) {
-        free(tool);
-        return NX_ERR;
-    }
-    char defaults[PATH_MAX + 32], result[PATH_MAX + 32];
-    snprintf(defaults, sizeof(defaults), "--defaults-extra-file=%s", cnf);
-    snprintf(result, sizeof(result), "--result-file=%s", tmp);
-    /* No --databases: the dump names no database, so it restores into the configured one,
-     * whatever the name of the one it came from. */
-    char *argv[] = {tool,         defaults,     "--single-transaction", "--routines",
-                    "--triggers", "--hex-blob", "--no-tablespaces",     result,
-                    s->name,      NULL};
-    progress pg;
-    progress_init(&pg, "backup");
-    watch w = {.grows = tmp};
-    int st = run_tool(argv, NULL, -1, &pg, &w);
-    unlink(cnf);
-    free(tool);
-    if (st != 0) {
-        progress_clear(&pg);
-        if (st > 0)
-            fail("%s failed (exit status %d): see its message above", argv[0], st);
-        return NX_ERR;
-    }
-    struct stat sb;
-    progress_show(&pg, stat(tmp, &sb) == 0 ? (uint64_t)sb.st_size : 0, 0, true);
-    return NX_OK;
-}
-
-static int mysql_verify(const char *archive)
-{
-    FILE *f = fopen(archive, "rb");
-    if (!f) {
-        fail("cannot read %s: %s", archive, strerror(errno));
-        return NX_ERR;
-    }
-    char tail[512];
-    fseek(f, 0, SEEK_END);
-    long size = ftell(f);
-    fseek(f, size > (long)sizeof(tail) - 1 ? size - (long)sizeof(tail) + 1 : 0, SEEK_SET);
-    size_t n = fread(tail, 1, sizeof(tail) - 1, f);
-    fclose(f);
-    tail[n] = '\0';
-    if (!strstr(tail, "-- Dump completed")) {
-        fail("%s is an incomplete MySQL dump: it does not end with \"-- Dump completed\"", archive);
-        return NX_ERR;
-    }
-    return NX_OK;
-}
-
-static int mysql_restore(const nx_db_settings *s, const char *archive, bool force)
-{
-    char *tool = mysql_tool(false);
-    if (!tool)
-        return NX_ERR;
-    char cnf[PATH_MAX];
-    if (mysql_options(s, cnf, sizeof(cnf)) != NX_OK) {
-        free(tool);
-        return NX_ERR;
-    }
-    char defaults[PATH_MAX + 32];
-    snprintf(defaults, sizeof(defaults), "--defaults-extra-file=%s", cnf);
-    int rc = NX_ERR;
-    FILE *out = tmpfile();
-    char *count[] = {tool,
-                     defaults,
-                     "--batch",
-                     "--skip-column-names",
-                     "--execute=SELECT COUNT(*), COALESCE(GROUP_CONCAT(table_name ORDER BY "
-                     "table_name SEPARATOR ', '), '') FROM information_schema.tables WHERE "
-                     "table_schema = DATABASE()",
-                     s->name,
-                     NULL};
-    int st = out ? run_tool(count, NULL, fileno(out), NULL, NULL) : -1;
-    long long ntables = -1;
-    char names[256] = "";
-    if (st == 0) {
-        rewind(out);
-        char line[1024] = "";
-        if (fgets(line, sizeof(line), out)) {
-            char *tab = strchr(line, '\t');
-            ntables = strtoll(line, NULL, 10);
-            if (tab)
-                snprintf(names, sizeof(names), "%.*s", (int)strcspn(tab + 1, "\n"), tab + 1);
-        }
-    }
-    if (out)
-        fclose(out);
-    if (ntables < 0) {
-        fail("cannot reach the MySQL database %s on %s: see the message above", s->name, s->host);
-    } else if (ntables > 0 && !force) {
-        fail("the MySQL database %s is not empty (%lld table%s: %s): restoring would replace "
-             "its tables; pass --force to restore over it",
-             s->name, ntables, ntables == 1 ? "" : "s", names);
-    } else {
-        char *argv[] = {tool, defaults, s->name, NULL};
-        progress pg;
-        progress_init(&pg, "restore");
-        watch w = {.reads = archive};
-        st = run_tool(argv, archive, -2, &pg, &w);
-        if (st == 0) {
-            struct stat sb;
-            stat(archive, &sb);
-            progress_show(&pg, (uint64_t)sb.st_size, (uint64_t)sb.st_size, true);
-            rc = NX_OK;
-        } else {
-            progress_clear(&pg);
-            if (st > 0)
-                fail("%s failed (exit status %d) while restoring: see its message above; "
-                     "MySQL commits each table's DDL, so the database may be partly restored",
-                     tool, st);
-        }
-    }
-    unlink(cnf);
-    free(tool);
-    return rc;
-}
-
-/* ---- SQLite ------------------------------------------------------------------------------- */
-
-static void sleep_ms(unsigned ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-/*
- * Copies src into dst with the online backup API, SQLITE_STEP_PAGES at a time, waiting out
- * a lock another connection holds for a while. NX_OK, or NX_ERR with the reason in err.
- */
-static int sqlite_copy(sqlite3 *dst, sqlite3 *src, progress *pg, char *err, size_t errlen)
-{
-    uint64_t page = 4096;
-    sqlite3_stmt *ps = NULL;
-    if (sqlite3_prepare_v2(src, "PRAGMA page_size", -1, &ps, NULL) == SQLITE_OK &&
-        sqlite3_step(ps) == SQLITE_ROW)
-        page = (uint64_t)sqlite3_column_int64(ps, 0);
-    sqlite3_finalize(ps);
-    sqlite3_backup *b = sqlite3_backup_init(dst, "main", src, "main");
-    if (!b) {
-        snprintf(err, errlen, "%s", sqlite3_errmsg(dst));
-        return NX_ERR;
-    }
-    uint64_t busy_since = 0;
-    int rc;
-    for (;;) {
-        rc = sqlite3_backup_step(b, SQLITE_STEP_PAGES);
-        int total = sqlite3_backup_pagecount(b), left = sqlite3_backup_remaining(b);
-        if (rc == SQLITE_OK || rc == SQLITE_DONE)
-            progress_show(pg, (uint64_t)(total - left) * page, (uint64_t)total * page,
-                          rc == SQLITE_DONE);
-        if (rc == SQLITE_DONE || interrupted)
-            break;
-        if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED) {
-            uint64_t now = nx_now_ms();
-            if (!busy_since)
-                busy_since = now;
-            if (now - busy_since > SQLITE_BUSY_MS)
-                break;
-            sleep_ms(10);
-            continue;
-        }
-        if (rc != SQLITE_OK)
-            break;
-        busy_since = 0;
-    }
-    int page_size_issue = rc == SQLITE_READONLY;
-    sqlite3_backup_finish(b);
-    if (rc == SQLITE_DONE)
-        return NX_OK;
-    if (interrupted)
-        snprintf(err, errlen, "interrupted");
-    else if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED)
-        snprintf(err, errlen, "the database stayed locked by another writer for %d s",
-                 SQLITE_BUSY_MS / 1000);
-    else if (page_size_issue)
-        snprintf(err, errlen,
-                 "%s (the archive's page size differs from the database's, which SQLite "
-                 "cannot change in WAL mode: stop the server, move the database file and its "
-                 "-wal and -shm files away, and restore again)",
-                 sqlite3_errstr(rc));
-    else
-        snprintf(err, errlen, "%s", sqlite3_errmsg(dst));
-    return NX_ERR;
-}
-
-static int sqlite_backup(const nx_db_settings *s, const char *tmp)
-{
-    struct stat st;
-    if (stat(s->path, &st) != 0) {
-        fail("no SQLite database at %s (database.path): %s", s->path, strerror(errno));
-        return NX_ERR;
-    }
-    sqlite3 *src = NULL, *dst = NULL;
-    char err[512] = "";
-    int rc = NX_ERR;
-    if (sqlite3_open_v2(s->path, &src, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
-        fail("cannot open the SQLite database %s: %s", s->path, sqlite3_errmsg(src));
-        goto cleanup;
-    }
-    sqlite3_busy_timeout(src, 10000);
-    /* The read transaction pins one snapshot for the whole copy: the server's writers go
-     * on (WAL), and the backup does not restart each time one commits. */
-    char *msg = NULL;
-    if (sqlite3_exec(src, "BEGIN; SELECT count(*) FROM sqlite_master;", NULL, NULL, &msg) !=
-        SQLITE_OK) {
-        fail("cannot read the SQLite database %s: %s", s->path, msg ? msg : sqlite3_errmsg(src));
-        sqlite3_free(msg);
-        goto cleanup;
-    }
-    if (sqlite3_open_v2(tmp, &dst, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
-        fail("cannot write %s: %s", tmp, sqlite3_errmsg(dst));
-        goto cleanup;
-    }
-    progress pg;
-    progress_init(&pg, "backup");
-    if (sqlite_copy(dst, src, &pg, err, sizeof(err)) != NX_OK) {
-        progress_clear(&pg);
-        if (!interrupted)
-            fail("backup of %s failed: %s", s->path, err);
-        goto cleanup;
-    }
-    sqlite3_exec(src, "COMMIT", NULL, NULL, NULL);
-    /* The copy keeps the source's WAL mode; an archive is one self-contained file. */
-    if (sqlite3_exec(dst, "PRAGMA journal_mode = DELETE", NULL, NULL, &msg) != SQLITE_OK) {
-        progress_clear(&pg);
-        fail("cannot finish %s: %s", tmp, msg ? msg : sqlite3_errmsg(dst));
-        sqlite3_free(msg);
-        goto cleanup;
-    }
-    rc = NX_OK;
-cleanup:
-    sqlite3_close_v2(dst);
-    sqlite3_close_v2(src);
-    return rc;
-}
-
-/* Opens an archive read-only without ever writing to it or its folder (immutable). */
-static int sqlite_open_archive(const char *archive, sqlite3 **db)
-{
-    char real[PATH_MAX];
-    if (!realpath(archive, real))
-        snprintf(real, sizeof(real), "%s", archive);
-    /* A URI: '%', '?' and '#' in the path are escaped. */
-    char uri[3 * PATH_MAX + 32];
-    size_t o = (size_t)snprintf(uri, sizeof(uri), "file:");
-    for (const char *p = real; *p && o + 4 < sizeof(uri); p++) {
-        if (*p == '%' || *p == '?' || *p == '#')
-            o += (size_t)snprintf(uri + o, sizeof(uri) - o, "%%%02X", (unsigned char)*p);
-        else
-            uri[o++] = *p;
-    }
-    snprintf(uri + o, sizeof(uri) - o, "?immutable=1");
-    int rc = sqlite3_open_v2(uri, db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, NULL);
-    if (rc != SQLITE_OK) {
-        fail("cannot open %s as a SQLite database: %s", archive,
-             *db ? sqlite3_errmsg(*db) : sqlite3_errstr(rc));
-        return NX_ERR;
-    }
-    return NX_OK;
-}
-
-/* The user tables of db: how many, and their names (for the message). -1 on error. */
-static long long sqlite_tables(sqlite3 *db, char *names, size_t len)
-{
-    sqlite3_stmt *st = NULL;
-    long long n = -1;
-    if (sqlite3_prepare_v2(db,
-                           "SELECT count(*), coalesce(group_concat(name, ', '), '') FROM "
-                           "(SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT "
-                           "LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name)",
-                           -1, &st, NULL) == SQLITE_OK &&
-        sqlite3_step(st) == SQLITE_ROW) {
-        n = sqlite3_column_int64(st, 0);
-        const unsigned char *t = sqlite3_column_text(st, 1);
-        snprintf(names, len, "%s", t ? (const char *)t : "");
-    }
-    sqlite3_finalize(st);
-    return n;
-}
-
-static int sqlite_verify(const char *archive, char *what, size_t len)
-{
-    sqlite3 *db = NULL;
-    int rc = NX_ERR;
-    if (sqlite_open_archive(archive, &db) != NX_OK)
-        goto cleanup;
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL) != SQLITE_OK) {
-        fail("%s is not a readable SQLite database: %s", archive, sqlite3_errmsg(db));
-        goto cleanup;
-    }
-    int step = sqlite3_step(st);
-    const unsigned char *first = step == SQLITE_ROW ? sqlite3_column_text(st, 0) : NULL;
-    if (!first || strcmp((const char *)first, "ok") != 0) {
-        fail("%s fails SQLite's integrity check: %s", archive,
-             first ? (const char *)first : sqlite3_errmsg(db));
-        sqlite3_finalize(st);
-        goto cleanup;
-    }
-    sqlite3_finalize(st);
-    char names[256];
-    long long n = sqlite_tables(db, names, sizeof(names));
-    snprintf(what, len, "a SQLite database, integrity ok, %lld table%s", n, n == 1 ? "" : "s");
-    rc = NX_OK;
-cleanup:
-    sqlite3_close_v2(db);
-    return rc;
-}
-
-static int mkdir_parents(const char *path)
-{
-    char dir[PATH_MAX];
-    snprintf(dir, sizeof(dir), "%s", path);
-    for (char *p = dir + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(dir, 0750) != 0 && errno != EEXIST)
-            return NX_ERR;
-        *p = '/';
-    }
-    return NX_OK;
-}
-
-/*
- * Restores into the live file through the backup API: the whole copy is one write
- * transaction on the database, which a running server's readers see commit at once (WAL),
- * and whose writers wait for it (their statements retry on SQLITE_BUSY).
- */
-static int sqlite_restore(const nx_db_settings *s, const char *archive, bool force)
-{
-    sqlite3 *src = NULL, *dst = NULL;
-    int rc = NX_ERR;
-    char err[512];
-    if (sqlite_open_archive(archive, &src) != NX_OK)
-        goto cleanup;
-    if (mkdir_parents(s->path) != NX_OK) {
-        fail("cannot create the folder of %s (database.path): %s", s->path, strerror(errno));
-        goto cleanup;
-    }
-    if (sqlite3_open_v2(s->path, &dst, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
-        SQLITE_OK) {
-        fail("cannot open the SQLite database %s: %s", s->path, sqlite3_errmsg(dst));
-        goto cleanup;
-    }
-    sqlite3_busy_timeout(dst, 10000);
-    char names[256];
-    long long n = sqlite_tables(dst, names, sizeof(names));
-    if (n < 0) {
-        fail("cannot read the SQLite database %s: %s", s->path, sqlite3_errmsg(dst));
-        goto cleanup;
-    }
-    if (n > 0 && !force) {
-        fail("the SQLite database %s is not empty (%lld table%s: %s): restoring would replace "
-             "it; pass --force to restore over it",
-             s->path, n, n == 1 ? "" : "s", names);
-        goto cleanup;
-    }
-    sqlite3_busy_timeout(dst, 0); /* sqlite_copy waits itself, between steps */
-    progress pg;
-    progress_init(&pg, "restore");
-    if (sqlite_copy(dst, src, &pg, err, sizeof(err)) != NX_OK) {
-        progress_clear(&pg);
-        if (!interrupted)
-            fail("restore into %s failed: %s; the database is as it was", s->path, err);
-        goto cleanup;
-    }
-    rc = NX_OK;
-cleanup:
-    sqlite3_close_v2(dst);
-    sqlite3_close_v2(src);
-    return rc;
 }
 
 /* ---- the commands ------------------------------------------------------------------------- */
@@ -1162,8 +490,8 @@ static int load_config(opts *o, nx_config *cfg)
     if (nx_config_load(cfg, o->cargc, o->cargv, 2) != NX_OK)
         return NX_EX_CONFIG;
     if (cfg->db->kind == NX_DBK_SQLITE && strcmp(cfg->db->path, ":memory:") == 0) {
-        fail("database.path is :memory:, which no other process can read: nothing to back up "
-             "or restore");
+        bk_fail("database.path is :memory:, which no other process can read: nothing to back up "
+                "or restore");
         return 1;
     }
     return 0;
@@ -1225,41 +553,42 @@ int nx_cmd_backup(int argc, char **argv)
     rc = 1;
     const nx_db_settings *s = cfg.db;
     if (s->kind == NX_DBK_SQLITE && same_file(o.output, s->path)) {
-        fail("--output %s is the database itself (database.path): choose another file", o.output);
+        bk_fail("--output %s is the database itself (database.path): choose another file",
+                o.output);
         goto cleanup;
     }
     snprintf(tmp, sizeof(tmp), "%s.partial-%d", o.output, (int)getpid());
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0) {
-        fail("cannot create %s: %s", tmp, strerror(errno));
+        bk_fail("cannot create %s: %s", tmp, strerror(errno));
         tmp[0] = '\0';
         goto cleanup;
     }
     close(fd);
     catch_signals();
-    int done = s->kind == NX_DBK_POSTGRESQL ? pg_backup(s, tmp)
-               : s->kind == NX_DBK_MYSQL    ? mysql_backup(s, tmp)
-                                            : sqlite_backup(s, tmp);
-    if (interrupted) {
-        fail("interrupted: no archive written");
+    int done = s->kind == NX_DBK_POSTGRESQL ? bk_pg_backup(s, tmp)
+               : s->kind == NX_DBK_MYSQL    ? bk_mysql_backup(s, tmp)
+                                            : bk_sqlite_backup(s, tmp);
+    if (bk_interrupted) {
+        bk_fail("interrupted: no archive written");
         rc = EX_INTERRUPTED;
         goto cleanup;
     }
     if (done != NX_OK)
         goto cleanup;
     if (fsync_path(tmp, O_RDONLY) != NX_OK || rename(tmp, o.output) != 0) {
-        fail("cannot write %s: %s", o.output, strerror(errno));
+        bk_fail("cannot write %s: %s", o.output, strerror(errno));
         goto cleanup;
     }
     tmp[0] = '\0';
     fsync_dir_of(o.output);
     char hex[65];
-    progress pg;
-    progress_init(&pg, "checksum");
+    bk_progress pg;
+    bk_progress_init(&pg, "checksum");
     int summed = file_sha256(o.output, hex, &pg);
-    progress_clear(&pg);
+    bk_progress_clear(&pg);
     if (summed != NX_OK) {
-        fail("cannot read back %s: %s", o.output, strerror(errno));
+        bk_fail("cannot read back %s: %s", o.output, strerror(errno));
         goto cleanup;
     }
     if (write_checksum(o.output, hex) != NX_OK)
@@ -1284,7 +613,7 @@ static int archive_kind(const char *path, nx_db_kind *kind)
 {
     FILE *f = fopen(path, "rb");
     if (!f) {
-        fail("cannot read %s: %s", path, strerror(errno));
+        bk_fail("cannot read %s: %s", path, strerror(errno));
         return NX_ERR;
     }
     char head[1024];
@@ -1303,9 +632,9 @@ static int archive_kind(const char *path, nx_db_kind *kind)
         *kind = NX_DBK_MYSQL;
         return NX_OK;
     }
-    fail("%s is not an archive of nexus backup: neither a SQLite database, a pg_dump custom "
-         "archive nor a MySQL dump",
-         path);
+    bk_fail("%s is not an archive of nexus backup: neither a SQLite database, a pg_dump custom "
+            "archive nor a MySQL dump",
+            path);
     return NX_ERR;
 }
 
@@ -1324,19 +653,19 @@ int nx_cmd_restore(int argc, char **argv)
     rc = 1;
     const nx_db_settings *s = cfg.db;
     if (s->kind == NX_DBK_SQLITE && same_file(o.archive, s->path)) {
-        fail("%s is the database itself (database.path): nothing to restore", o.archive);
+        bk_fail("%s is the database itself (database.path): nothing to restore", o.archive);
         goto cleanup;
     }
     catch_signals();
     nx_db_kind kind;
     if (archive_kind(o.archive, &kind) != NX_OK)
         goto cleanup;
-    progress pg;
+    bk_progress pg;
     int sum = check_checksum(o.archive, &pg);
     if (sum < 0)
         goto cleanup;
     if (sum == 0 && o.verify) {
-        fail("no checksum file %s.sha256 beside the archive: it cannot be verified", o.archive);
+        bk_fail("no checksum file %s.sha256 beside the archive: it cannot be verified", o.archive);
         goto cleanup;
     }
     if (sum == 0)
@@ -1346,9 +675,9 @@ int nx_cmd_restore(int argc, char **argv)
                 o.archive);
     char what[200] = "";
     int entries = 0;
-    int opened = kind == NX_DBK_SQLITE       ? sqlite_verify(o.archive, what, sizeof(what))
-                 : kind == NX_DBK_POSTGRESQL ? pg_verify(o.archive, &entries)
-                                             : mysql_verify(o.archive);
+    int opened = kind == NX_DBK_SQLITE       ? bk_sqlite_verify(o.archive, what, sizeof(what))
+                 : kind == NX_DBK_POSTGRESQL ? bk_pg_verify(o.archive, &entries)
+                                             : bk_mysql_verify(o.archive);
     if (opened != NX_OK)
         goto cleanup;
     if (kind == NX_DBK_POSTGRESQL)
@@ -1362,16 +691,16 @@ int nx_cmd_restore(int argc, char **argv)
         goto cleanup;
     }
     if (kind != s->kind) {
-        fail("%s is %s, but the configured database is %s (database.type): nothing restored",
-             o.archive, what, kind_name(s->kind));
+        bk_fail("%s is %s, but the configured database is %s (database.type): nothing restored",
+                o.archive, what, kind_name(s->kind));
         goto cleanup;
     }
-    int done = kind == NX_DBK_POSTGRESQL ? pg_restore(s, o.archive, o.force)
-               : kind == NX_DBK_MYSQL    ? mysql_restore(s, o.archive, o.force)
-                                         : sqlite_restore(s, o.archive, o.force);
-    if (interrupted) {
-        fail("interrupted%s", kind == NX_DBK_MYSQL ? ": the database may be partly restored"
-                                                   : ": the database is as it was");
+    int done = kind == NX_DBK_POSTGRESQL ? bk_pg_restore(s, o.archive, o.force)
+               : kind == NX_DBK_MYSQL    ? bk_mysql_restore(s, o.archive, o.force)
+                                         : bk_sqlite_restore(s, o.archive, o.force);
+    if (bk_interrupted) {
+        bk_fail("interrupted%s", kind == NX_DBK_MYSQL ? ": the database may be partly restored"
+                                                      : ": the database is as it was");
         rc = EX_INTERRUPTED;
         goto cleanup;
     }
