@@ -11,7 +11,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -107,15 +106,8 @@ nx_lookup *nx_lookup_start(const char *host)
     }
     l->host = nx_xstrdup(host);
     atomic_init(&l->refs, 2);
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     /* getaddrinfo with NSS modules needs more than a tiny stack. */
-    pthread_attr_setstacksize(&attr, 256 * 1024);
-    pthread_t t;
-    int rc = pthread_create(&t, &attr, lookup_main, l);
-    pthread_attr_destroy(&attr);
-    if (rc != 0) {
+    if (nx_thread_detached(lookup_main, l, 256 * 1024) != 0) {
         atomic_init(&l->refs, 1);
         put(l);
         return NULL;

@@ -33,6 +33,10 @@ char *nx_xstrdup(const char *s);
 /* Monotonic milliseconds (coarse clock: cheap, about 1-4 ms resolution). */
 uint64_t nx_now_ms(void);
 
+/* Runs fn(arg) on a detached thread with a stack of stack_size bytes, for one blocking call
+ * kept off the event loop (a cancel request, a name lookup). 0, or -1 with errno set. */
+int nx_thread_detached(void *(*fn)(void *), void *arg, size_t stack_size);
+
 /*
  * Parses a duration: "250ms", "30s", "5m", "1h", or a bare number of seconds ("1.5").
  * Returns 0 and sets *ms, or -1 when malformed.

@@ -14,7 +14,6 @@
  * answer even that, the connection is closed.
  */
 #include <errno.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -127,14 +126,7 @@ static cancel_job *send_cancel(pg_conn *c)
         return NULL;
     }
     atomic_init(&j->refs, 2);
-    pthread_t t;
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    pthread_attr_setstacksize(&attr, 64 * 1024);
-    int rc = pthread_create(&t, &attr, cancel_main, j);
-    pthread_attr_destroy(&attr);
-    if (rc != 0) {
+    if (nx_thread_detached(cancel_main, j, 64 * 1024) != 0) {
         atomic_init(&j->refs, 1);
         cancel_put(j);
         return NULL;
