@@ -435,7 +435,7 @@ static int parse(int argc, char **argv, bool restore, opts *o, void (*usage)(FIL
     o->cargv[o->cargc++] = argv[1];
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+        if (nx_cli_is_help(a)) {
             usage(stdout);
             return -1;
         }

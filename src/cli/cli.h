@@ -4,6 +4,8 @@
 #ifndef NX_CLI_CLI_H
 #define NX_CLI_CLI_H
 
+#include <stdbool.h>
+
 int nx_cmd_serve(int argc, char **argv);
 int nx_cmd_config(int argc, char **argv);
 int nx_cmd_new(int argc, char **argv);
@@ -13,6 +15,11 @@ int nx_cmd_migrate(int argc, char **argv);
 int nx_cmd_backup(int argc, char **argv);
 int nx_cmd_restore(int argc, char **argv);
 int nx_cmd_health(int argc, char **argv);
+
+/* "--help" or "-h". */
+bool nx_cli_is_help(const char *arg);
+/* Whether argv[first..argc) asks for help anywhere. */
+bool nx_cli_wants_help(int argc, char **argv, int first);
 
 struct nx_config;
 struct nx_router;

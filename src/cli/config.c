@@ -20,7 +20,7 @@ static void usage(FILE *out)
 
 int nx_cmd_config(int argc, char **argv)
 {
-    if (argc < 3 || strcmp(argv[2], "--help") == 0 || strcmp(argv[2], "-h") == 0) {
+    if (argc < 3 || nx_cli_is_help(argv[2])) {
         usage(argc < 3 ? stderr : stdout);
         return argc < 3 ? 64 : 0;
     }

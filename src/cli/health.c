@@ -120,11 +120,9 @@ static int probe(const char *host, int port, char *why, size_t whylen)
 
 int nx_cmd_health(int argc, char **argv)
 {
-    for (int i = 2; i < argc; i++) {
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            usage(stdout);
-            return 0;
-        }
+    if (nx_cli_wants_help(argc, argv, 2)) {
+        usage(stdout);
+        return 0;
     }
     nx_config cfg;
     nx_config_defaults(&cfg);

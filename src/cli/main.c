@@ -51,7 +51,7 @@ int main(int argc, char **argv)
         printf("nexus %s\n", NX_VERSION);
         return 0;
     }
-    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+    if (strcmp(cmd, "help") == 0 || nx_cli_is_help(cmd)) {
         usage(stdout);
         return 0;
     }

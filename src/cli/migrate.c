@@ -39,11 +39,9 @@ int nx_cmd_migrate(int argc, char **argv)
 {
     bool status = argc > 2 && strcmp(argv[2], "status") == 0;
     int first = status ? 3 : 2;
-    for (int i = first; i < argc; i++) {
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            usage(stdout);
-            return 0;
-        }
+    if (nx_cli_wants_help(argc, argv, first)) {
+        usage(stdout);
+        return 0;
     }
     if (!status && argc > 2 && argv[2][0] != '-') {
         fprintf(stderr, "nexus migrate: unknown subcommand '%s'\n\n", argv[2]);

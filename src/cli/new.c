@@ -621,7 +621,7 @@ int nx_cmd_new(int argc, char **argv)
     const char *kind = NULL, *name = NULL, *dir = NULL;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
-        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+        if (nx_cli_is_help(a)) {
             usage(stdout);
             return 0;
         }

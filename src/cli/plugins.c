@@ -94,3 +94,16 @@ int nx_cmd_routes(int argc, char **argv)
     nx_config_free(&cfg);
     return rc;
 }
+
+bool nx_cli_is_help(const char *arg)
+{
+    return strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0;
+}
+
+bool nx_cli_wants_help(int argc, char **argv, int first)
+{
+    for (int i = first; i < argc; i++)
+        if (nx_cli_is_help(argv[i]))
+            return true;
+    return false;
+}

@@ -37,12 +37,10 @@ char *nx_default_plugins_dir(void)
 
 int nx_cmd_serve(int argc, char **argv)
 {
-    for (int i = 2; i < argc; i++) {
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            printf("usage: nexus serve [options]\n\n");
-            nx_config_usage(stdout);
-            return 0;
-        }
+    if (nx_cli_wants_help(argc, argv, 2)) {
+        printf("usage: nexus serve [options]\n\n");
+        nx_config_usage(stdout);
+        return 0;
     }
     nx_config cfg;
     nx_config_defaults(&cfg);
