@@ -98,7 +98,7 @@ $(BUILD)/plugins/%.so: plugins/%/*.c include/nexus/*.h
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -fPIC -shared -o $@ $(filter %.c,$^) \
 	    $(if $(wildcard plugins/$*/libs),$(shell pkg-config --cflags --libs $$(cat plugins/$*/libs)))
 
-$(BUILD)/test-plugins/%.so: tests/plugins/%/*.c include/nexus/*.h
+$(BUILD)/test-plugins/%.so: tests/plugins/%/*.c tests/plugins/*.h include/nexus/*.h
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -fPIC -shared -o $@ $(filter %.c,$^)
 

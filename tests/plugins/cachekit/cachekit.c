@@ -28,32 +28,10 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include "../kit_b64.h"
+
 /* Longest sleep of /cachekit/compute, far above any timeout the tests configure. */
 #define SLEEP_MAX_MS 600000
-
-static const char b64_tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-static json_t *b64_json(const char *p, size_t n)
-{
-    char *s = malloc(4 * ((n + 2) / 3) + 1);
-    if (!s)
-        return json_null();
-    size_t o = 0;
-    for (size_t i = 0; i < n; i += 3) {
-        unsigned v = (unsigned)(unsigned char)p[i] << 16;
-        if (i + 1 < n)
-            v |= (unsigned)(unsigned char)p[i + 1] << 8;
-        if (i + 2 < n)
-            v |= (unsigned char)p[i + 2];
-        s[o++] = b64_tab[v >> 18 & 63];
-        s[o++] = b64_tab[v >> 12 & 63];
-        s[o++] = i + 1 < n ? b64_tab[v >> 6 & 63] : '=';
-        s[o++] = i + 2 < n ? b64_tab[v & 63] : '=';
-    }
-    json_t *j = json_stringn(s, o);
-    free(s);
-    return j;
-}
 
 /* An answer object with the worker's pid; the caller adds its fields. */
 static json_t *answer(void)
