@@ -100,90 +100,9 @@ REPORTED=0
 
 log() { echo "bench-db: [${SECONDS}s] $*" >&2; }
 
-note() {
-    log "$*"
-    echo "$*" >>"$NOTES"
-}
-
-# ---------------------------------------------------------------- processes
-
-alive() {
-    local stat
-    { read -r stat <"/proc/$1/stat"; } 2>/dev/null || return 1
-    stat=${stat##*) }
-    [[ ${stat:0:1} != Z ]]
-}
-
-# proc_scan ROOT: "TICKS PIDS..." - utime+stime of ROOT and its descendants plus ROOT's
-# cutime+cstime (children that exited keep counting), then the pids, ROOT first.
-proc_scan() {
-    local root=$1 f line rest pid reaped=0
-    local -A ppid_of=() ticks_of=()
-    local -a fields
-    for f in /proc/[0-9]*/stat; do
-        { read -r line <"$f"; } 2>/dev/null || continue
-        pid=${line%% *}
-        rest=${line##*) }
-        read -r -a fields <<<"$rest"
-        ppid_of[$pid]=${fields[1]}
-        ticks_of[$pid]=$((fields[11] + fields[12]))
-        [[ $pid == "$root" ]] && reaped=$((fields[13] + fields[14]))
-    done
-    local -a tree=("$root") queue=("$root")
-    local total=$reaped p c
-    while ((${#queue[@]})); do
-        p=${queue[0]}
-        queue=("${queue[@]:1}")
-        total=$((total + ${ticks_of[$p]:-0}))
-        for c in "${!ppid_of[@]}"; do
-            if [[ ${ppid_of[$c]} == "$p" ]]; then
-                tree+=("$c")
-                queue+=("$c")
-            fi
-        done
-    done
-    echo "$total $root $(printf '%s\n' "${tree[@]:1}" | sort -n | tr '\n' ' ')"
-}
-
-busy_ticks() { awk '$1 == "cpu" {print $2 + $3 + $4 + $7 + $8 + $9; exit}' /proc/stat; }
-
-# children_cpu: sets CHILD_CPU to the user+sys seconds of this shell's reaped children
-# (wrk, pgbench). Not in $(...): a subshell has its own counters.
-children_cpu() {
-    times >"$TMP/times"
-    CHILD_CPU=$(awk 'NR == 2 {
-        t = 0
-        for (i = 1; i <= 2; i++) { split($i, a, "m"); sub(/s$/, "", a[2]); t += a[1] * 60 + a[2] }
-        printf "%.3f", t
-    }' "$TMP/times")
-}
-
-free_port() {
-    "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-# stop_server PID NAME: SIGTERM, up to 10 s, then SIGKILL the whole tree.
-stop_server() {
-    local pid=$1 name=$2 kids i status=0 scan
-    scan=$(proc_scan "$pid")
-    kids=${scan#* }
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 100; i++)); do
-        alive "$pid" || break
-        sleep 0.1
-    done
-    alive "$pid" && note "$name (pid $pid) still running 10 s after SIGTERM; killed"
-    # shellcheck disable=SC2086  # word splitting of the pid list is intended
-    kill -KILL $kids 2>/dev/null || true
-    wait "$pid" 2>/dev/null || status=$?
-    local -a rest=()
-    local p
-    for p in "${STARTED[@]}"; do
-        [[ $p == "$pid" ]] || rest+=("$p")
-    done
-    STARTED=("${rest[@]}")
-    return "$status"
-}
+# note, alive, proc_scan, tree_pids, busy_ticks, children_cpu, free_port, stop_server
+# shellcheck source=bench/proc.sh
+. "$BENCH_DIR/proc.sh"
 
 # ---------------------------------------------------------------- PostgreSQL
 
