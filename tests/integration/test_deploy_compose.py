@@ -649,8 +649,10 @@ def test_compose_site_proxies_to_nexus_over_tls(compose_nginx):
               "content-security-policy", "referrer-policy"):
         assert h in r.headers, h
     assert re.fullmatch(r"[0-9a-f]{32}", r.headers["x-request-id"])
-    # The request went through nginx to this Nexus: its access log has it.
-    assert "GET /json" in open(os.path.join(compose_nginx.dir, "access.log")).read()
+    # The request went through nginx to this Nexus: its access log has it. nginx writes the
+    # line after the response has gone, so the client may read the answer first.
+    log = os.path.join(compose_nginx.dir, "access.log")
+    assert wait_for(lambda: "GET /json" in open(log).read(), 5), open(log).read()
 
 
 def test_compose_site_redirects_http_but_answers_health(compose_nginx):
