@@ -56,7 +56,8 @@ static int sqlite_copy(sqlite3 *dst, sqlite3 *src, bk_progress *pg, char *err, s
                              rc == SQLITE_DONE);
         if (rc == SQLITE_DONE || bk_interrupted)
             break;
-        if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED) {
+        bool locked = (rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED;
+        if (locked) {
             uint64_t now = nx_now_ms();
             if (!busy_since)
                 busy_since = now;
@@ -75,7 +76,7 @@ static int sqlite_copy(sqlite3 *dst, sqlite3 *src, bk_progress *pg, char *err, s
         return NX_OK;
     if (bk_interrupted)
         snprintf(err, errlen, "interrupted");
-    else if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED)
+    else if ((rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED)
         snprintf(err, errlen, "the database stayed locked by another writer for %d s",
                  SQLITE_BUSY_MS / 1000);
     else if (page_size_issue)

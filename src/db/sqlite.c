@@ -48,6 +48,16 @@ static const char *sqlstate_of(int ext)
     }
 }
 
+/*
+ * A lock held by another connection: SQLITE_BUSY itself or one of its extended codes
+ * (BUSY_RECOVERY while another process rebuilds the WAL index, BUSY_SNAPSHOT, ...), which
+ * sqlite3_extended_result_codes makes every call return.
+ */
+static bool is_busy(int rc)
+{
+    return (rc & 0xff) == SQLITE_BUSY;
+}
+
 static int fail_sqlite(sq_conn *c, nx_db_call *call, int rc)
 {
     int ext = sqlite3_extended_errcode(c->db);
@@ -106,7 +116,7 @@ static int step_plain(sq_conn *c, nx_db_call *call, sqlite3_stmt *st)
             sqlite3_reset(st);
             return NX_OK;
         }
-        if ((rc & 0xff) != SQLITE_BUSY) {
+        if (!is_busy(rc)) {
             fail_sqlite(c, call, rc); /* before the reset, which clears the message */
             sqlite3_reset(st);
             return NX_ERR;
@@ -126,7 +136,7 @@ static int sq_script(nx_db_conn *base, nx_db_call *call, const char *sql)
         const char *next = NULL;
         unsigned attempt = 0;
         int rc;
-        while ((rc = sqlite3_prepare_v2(c->db, tail, -1, &st, &next)) == SQLITE_BUSY)
+        while (is_busy(rc = sqlite3_prepare_v2(c->db, tail, -1, &st, &next)))
             if (backoff(c, call, &attempt, rc) != NX_OK)
                 return NX_ERR;
         if (rc != SQLITE_OK)
@@ -240,8 +250,8 @@ static sqlite3_stmt *prepare(sq_conn *c, nx_db_call *call, const char *sql, size
     unsigned attempt = 0;
     int rc;
     /* Preparing reads the schema, which another process may hold locked for a moment. */
-    while ((rc = sqlite3_prepare_v3(c->db, text, -1, SQLITE_PREPARE_PERSISTENT, &st, &tail)) ==
-           SQLITE_BUSY) {
+    while (
+        is_busy(rc = sqlite3_prepare_v3(c->db, text, -1, SQLITE_PREPARE_PERSISTENT, &st, &tail))) {
         if (backoff(c, call, &attempt, rc) != NX_OK) {
             free(text);
             return NULL;
@@ -376,7 +386,7 @@ static int run_one(sq_conn *c, nx_db_call *call, nx_db_stmt *s)
             break;
         }
         /* Locked before it produced anything: nothing happened yet, so try it again. */
-        if ((rc & 0xff) == SQLITE_BUSY && nx_db_rows(r) == 0) {
+        if (is_busy(rc) && nx_db_rows(r) == 0) {
             sqlite3_reset(st);
             if (backoff(c, call, &attempt, rc) == NX_OK)
                 continue;
