@@ -1172,6 +1172,8 @@ void nx_config_docs(FILE *out)
                  "and `.env` values. `nexus config show` prints the effective configuration "
                  "with\nthe source of every value; `nexus config schema` prints a JSON Schema "
                  "for editors and CI.\n\n"
+                 "The YAML file is plain YAML without anchors or aliases; a key given twice in "
+                 "one mapping\nis an error (naming both lines), not a silent override.\n\n"
                  "Types: *duration* is `500ms`, `30s`, `5m`, `1h` or a number of seconds; "
                  "*size* is bytes with\nan optional `k`, `M` or `g`; *list* is a YAML list or "
                  "a comma-separated string.\n");

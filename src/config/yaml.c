@@ -5,6 +5,8 @@
  * position yields one entry for the path down to it. Aliases and anchors are refused:
  * a config file has no need of them, and they are how "billion laughs" files blow up.
  * A plain null (empty, "~", "null") is reported as such: it leaves the key at its default.
+ * A key written twice in one mapping is refused with both lines: YAML leaves the case
+ * undefined and most loaders keep the last silently, which hides the edit that was meant.
  */
 #include "config/yaml.h"
 
@@ -20,14 +22,22 @@
 
 #define MAX_DEPTH 16
 
+/* The keys one open mapping has given so far, with their lines. */
+typedef struct seen_keys {
+    char **names;
+    int *lines;
+    int n;
+} seen_keys;
+
 typedef struct walker {
     const char *path;
     nx_yaml_doc *doc;
     char *keys[MAX_DEPTH];   /* key of each open mapping level; NULL while awaiting a key */
     int lines[MAX_DEPTH];    /* where each open mapping started */
     int children[MAX_DEPTH]; /* values seen in each open mapping */
-    int depth;               /* open mappings */
-    char *seq;               /* sequence being joined, or NULL */
+    seen_keys seen[MAX_DEPTH];
+    int depth; /* open mappings */
+    char *seq; /* sequence being joined, or NULL */
     int seq_line;
     char *err;
     size_t errlen;
@@ -47,6 +57,40 @@ static char *joined_key(walker *w)
     }
     p[p == k ? 0 : -1] = '\0';
     return k;
+}
+
+static void seen_clear(seen_keys *k)
+{
+    for (int i = 0; i < k->n; i++)
+        free(k->names[i]);
+    free(k->names);
+    free(k->lines);
+    memset(k, 0, sizeof(*k));
+}
+
+/*
+ * Records key in the innermost open mapping; false (err set, naming the dotted key and
+ * both lines) when that mapping gave it already.
+ */
+static bool note_key(walker *w, const char *key, int line)
+{
+    seen_keys *k = &w->seen[w->depth - 1];
+    for (int i = 0; i < k->n; i++) {
+        if (strcmp(k->names[i], key) != 0)
+            continue;
+        char prefix[512] = "";
+        size_t used = 0;
+        for (int d = 0; d < w->depth - 1 && used < sizeof(prefix); d++)
+            used += (size_t)snprintf(prefix + used, sizeof(prefix) - used, "%s.", w->keys[d]);
+        snprintf(w->err, w->errlen, "%s:%d: %s%s is given twice (first on line %d); keep one",
+                 w->path, line, prefix, key, k->lines[i]);
+        return false;
+    }
+    k->names = nx_xrealloc(k->names, (size_t)(k->n + 1) * sizeof(*k->names));
+    k->lines = nx_xrealloc(k->lines, (size_t)(k->n + 1) * sizeof(*k->lines));
+    k->names[k->n] = nx_xstrdup(key);
+    k->lines[k->n++] = line;
+    return true;
 }
 
 /* Names that ${} expansions looked up, so the unknown-variable warning can spare them. */
@@ -196,6 +240,8 @@ static bool on_event(walker *w, const yaml_event_t *ev)
             return false;
         }
         if (want_key) {
+            if (!note_key(w, text, line))
+                return false;
             w->keys[w->depth - 1] = nx_xstrdup(text);
             return true;
         }
@@ -246,10 +292,12 @@ static bool on_event(walker *w, const yaml_event_t *ev)
         }
         w->lines[w->depth] = line;
         w->children[w->depth] = 0;
+        seen_clear(&w->seen[w->depth]);
         w->keys[w->depth++] = NULL;
         return true;
     case YAML_MAPPING_END_EVENT:
         w->depth--;
+        seen_clear(&w->seen[w->depth]);
         /* An empty mapping still names a key, which the schema must know. */
         if (w->depth > 0 && w->children[w->depth] == 0)
             add_entry(w, nx_xstrdup(""), w->lines[w->depth], 1);
@@ -294,8 +342,10 @@ int nx_yaml_load(const char *path, nx_yaml_doc *doc, char *err, size_t errlen)
         if (done)
             break;
     }
-    for (int i = 0; i < MAX_DEPTH; i++)
+    for (int i = 0; i < MAX_DEPTH; i++) {
         free(w.keys[i]);
+        seen_clear(&w.seen[i]);
+    }
     free(w.seq);
     yaml_parser_delete(&parser);
     fclose(f);

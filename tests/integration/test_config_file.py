@@ -121,6 +121,8 @@ BAD_FILES = [
     ("unset var", "app:\n  port: {port}\n  host: ${{NX_IT_UNSET_VAR}}\n",
      ["NX_IT_UNSET_VAR", ":3"]),
     ("production", "app:\n  port: {port}\n  environment: production\n", ["auth.jwt_secret"]),
+    ("duplicate key", "app:\n  port: {port}\n  workers: 1\n  port: {port}\n",
+     ["app.port is given twice (first on line 2)", ":4"]),
 ]
 
 

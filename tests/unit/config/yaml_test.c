@@ -512,6 +512,55 @@ Test(yaml, complex_key_refused)
                  2, frag2);
 }
 
+/* A key given twice in one mapping is refused at the second, naming the first. */
+Test(yaml, duplicate_key_refused)
+{
+    static const char *const port[] = {"app.port is given twice (first on line 2)", NULL};
+    expect_error("app:\n"
+                 "  port: 8000\n"
+                 "  workers: 2\n"
+                 "  port: 9000\n",
+                 4, port);
+    static const char *const section[] = {"server is given twice (first on line 1)", NULL};
+    expect_error("server:\n"
+                 "  keepalive_timeout: 5s\n"
+                 "app:\n"
+                 "  port: 1\n"
+                 "server:\n"
+                 "  graceful_timeout: 9s\n",
+                 5, section);
+    static const char *const flow[] = {"plugins.todo.page_size is given twice", NULL};
+    expect_error("plugins:\n"
+                 "  todo: {page_size: 10, page_size: 20}\n",
+                 2, flow);
+    static const char *const list[] = {"plugins.enabled is given twice", NULL};
+    expect_error("plugins:\n"
+                 "  enabled: [a]\n"
+                 "  enabled:\n"
+                 "    - b\n",
+                 3, list);
+}
+
+/* The same name in different mappings, or in a mapping closed and another opened, is fine. */
+Test(yaml, same_key_in_different_mappings)
+{
+    static const want w[] = {{"app.port", "1", 2, 0},
+                             {"cache.port", "2", 4, 0},
+                             {"plugins.a.port", "3", 7, 0},
+                             {"plugins.b.port", "4", 9, 0},
+                             {NULL, NULL, 0, 0}};
+    expect_entries("app:\n"
+                   "  port: 1\n"
+                   "cache:\n"
+                   "  port: 2\n"
+                   "plugins:\n"
+                   "  a:\n"
+                   "    port: 3\n"
+                   "  b:\n"
+                   "    port: 4\n",
+                   w);
+}
+
 /* The error text is cut to errlen and stays a terminated string. */
 Test(yaml, error_truncated_to_buffer)
 {
