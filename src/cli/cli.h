@@ -26,10 +26,15 @@ struct nx_router;
 /*
  * Loads the configuration from argv[first...] (as serve would) and the plugins it names
  * into router, applying logging.level. 0, or the exit status (after saying why): 78 for
- * the configuration, 1 for a plugin. The caller frees cfg and the router, and unloads.
+ * the configuration (plugin settings included), 1 for a plugin's file or init. The caller
+ * frees cfg and the router, and unloads.
  */
 int nx_cli_load_plugins(int argc, char **argv, int first, struct nx_config *cfg,
                         struct nx_router *router);
+
+/* The second half of nx_cli_load_plugins, for a configuration already loaded: fills in the
+ * default plugins folder, then loads the plugins into router. Same statuses. */
+int nx_cli_plugins_into(struct nx_config *cfg, struct nx_router *router);
 
 /* Plugins beside the binary, else the installed folder; the caller frees. */
 char *nx_default_plugins_dir(void);

@@ -18,16 +18,25 @@ int nx_cli_load_plugins(int argc, char **argv, int first, nx_config *cfg, nx_rou
     nx_config_defaults(cfg);
     if (nx_config_load(cfg, argc, argv, first) != 0)
         return NX_EX_CONFIG;
+    nx_log_apply_level(cfg->log_level);
+    return nx_cli_plugins_into(cfg, router);
+}
+
+int nx_cli_plugins_into(nx_config *cfg, nx_router *router)
+{
     if (!*cfg->plugins_dir) {
         free(cfg->plugins_dir);
         cfg->plugins_dir = nx_default_plugins_dir();
     }
-    nx_log_apply_level(cfg->log_level);
     char err[768];
-    if (nx_health_routes(router, err, sizeof(err)) != 0 ||
-        nx_plugins_load(cfg->plugins_dir, cfg, router, false, err, sizeof(err)) != 0) {
+    if (nx_health_routes(router, err, sizeof(err)) != 0) {
         fprintf(stderr, "nexus: %s\n", err);
         return 1;
+    }
+    int loaded = nx_plugins_load(cfg->plugins_dir, cfg, router, false, err, sizeof(err));
+    if (loaded != NX_OK) {
+        fprintf(stderr, "nexus: %s\n", err);
+        return loaded == NX_PLUGINS_BAD_CONFIG ? NX_EX_CONFIG : 1;
     }
     return 0;
 }

@@ -1034,13 +1034,18 @@ void nx_config_show(const nx_config *cfg, FILE *out)
                 fputc('\n', out);
             fprintf(out, "%*s%.*s:\n", depth * 2, "", (int)(dot - part), part);
         }
-        const char *v = cfg->values[i];
-        bool secret = (schema[i].flags & F_SECRET) && *v;
-        fprintf(out, "%*s%s: ", depth * 2, "", part);
-        put_quoted(out, secret ? "(redacted)" : v);
-        fprintf(out, "  # %s\n", cfg->sources[i]);
+        nx_config_show_value(out, depth, part, cfg->values[i], schema[i].flags & F_SECRET,
+                             cfg->sources[i]);
         prev = key;
     }
+}
+
+void nx_config_show_value(FILE *out, int depth, const char *name, const char *value, bool secret,
+                          const char *source)
+{
+    fprintf(out, "%*s%s: ", depth * 2, "", name);
+    put_quoted(out, secret && *value ? "(redacted)" : value);
+    fprintf(out, "  # %s\n", source);
 }
 
 void nx_config_free(nx_config *cfg)
@@ -1171,7 +1176,10 @@ void nx_config_docs(FILE *out)
                  "Kubernetes secrets). `${VAR}` and `${VAR:-default}` expand inside\nYAML values "
                  "and `.env` values. `nexus config show` prints the effective configuration "
                  "with\nthe source of every value; `nexus config schema` prints a JSON Schema "
-                 "for editors and CI.\n\n"
+                 "for editors and CI.\n`nexus config check` and `show` load the plugins as "
+                 "the server would, so the plugins'\nsettings (`plugins.<name>.<key>`, "
+                 "`NEXUS_PLUGINS_<NAME>_<KEY>`, each plugin declares its own:\nsee "
+                 "[plugins.md](plugins.md#settings)) are checked and shown with the rest.\n\n"
                  "The YAML file is plain YAML without anchors or aliases; a key given twice in "
                  "one mapping\nis an error (naming both lines), not a silent override.\n\n"
                  "Types: *duration* is `500ms`, `30s`, `5m`, `1h` or a number of seconds; "

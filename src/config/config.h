@@ -87,6 +87,11 @@ void nx_config_usage(FILE *out);
 /* Prints the effective configuration as YAML with each value's source; secrets redacted. */
 void nx_config_show(const nx_config *cfg, FILE *out);
 
+/* One "name: value  # source" line of that listing at depth (two spaces each); a secret
+ * that is set prints as (redacted). For the plugins' settings, listed after the core keys. */
+void nx_config_show_value(FILE *out, int depth, const char *name, const char *value, bool secret,
+                          const char *source);
+
 /*
  * Checks text against a type given as a plugin declares it (NX_SETTING_*); on failure
  * writes what was expected into err and returns false.

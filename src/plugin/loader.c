@@ -163,26 +163,24 @@ typedef struct load_ctx {
     nx_router *router;
     bool fresh; /* reload: open private copies */
     bool strict;
+    bool bad_config; /* the error returned is the configuration's (exit 78) */
     char *err;
     size_t errlen;
 } load_ctx;
 
 /*
  * A failure: in strict mode it becomes the error returned; otherwise it is logged and p
- * (when there is one) is marked skipped. Returns NX_ERR when loading must stop.
+ * (when there is one) is marked skipped. Returns NX_ERR when loading must stop. A
+ * config_failure is one that only an edit of the configuration or of the plugins folder
+ * can mend, so `nexus serve` exits with EX_CONFIG and supervisors do not restart it.
  */
-static int failure(load_ctx *lc, nx_plugin *p, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int failure(load_ctx *lc, nx_plugin *p, const char *fmt, ...)
+static int vfailure(load_ctx *lc, nx_plugin *p, bool config, const char *fmt, va_list ap)
 {
     char msg[768];
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
     if (lc->strict) {
         snprintf(lc->err, lc->errlen, "%s", msg);
+        lc->bad_config = config;
         return NX_ERR;
     }
     nx_log_error("%s; plugins.strict is false, continuing without it", msg);
@@ -192,6 +190,29 @@ static int failure(load_ctx *lc, nx_plugin *p, const char *fmt, ...)
         p->why = nx_xstrdup(msg);
     }
     return NX_OK;
+}
+
+static int failure(load_ctx *lc, nx_plugin *p, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int config_failure(load_ctx *lc, nx_plugin *p, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int failure(load_ctx *lc, nx_plugin *p, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = vfailure(lc, p, false, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+static int config_failure(load_ctx *lc, nx_plugin *p, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = vfailure(lc, p, true, fmt, ap);
+    va_end(ap);
+    return rc;
 }
 
 static int discover_one(load_ctx *lc, const char *path)
@@ -244,7 +265,8 @@ static int discover_dir(load_ctx *lc, const char *dir)
 {
     DIR *dp = opendir(dir);
     if (!dp)
-        return failure(lc, NULL, "plugins folder %s cannot be read: %s", dir, strerror(errno));
+        return config_failure(lc, NULL, "plugins folder %s cannot be read: %s", dir,
+                              strerror(errno));
     char **names = NULL;
     size_t n = 0;
     struct dirent *e;
@@ -310,8 +332,8 @@ static int apply_enabled(load_ctx *lc)
     char *save = NULL;
     for (char *n = strtok_r(copy, ", ", &save); n; n = strtok_r(NULL, ", ", &save))
         if (!find_plugin(n) &&
-            failure(lc, NULL, "plugins.enabled names '%s', which is in no plugins folder", n) !=
-                NX_OK)
+            config_failure(lc, NULL, "plugins.enabled names '%s', which is in no plugins folder",
+                           n) != NX_OK)
             return NX_ERR;
     return NX_OK;
 }
@@ -340,9 +362,9 @@ static int order(load_ctx *lc)
         for (const char *const *d = p->desc->depends; p->state == NX_PLUGIN_FOUND && d && *d; d++) {
             nx_plugin *dep = find_plugin(*d);
             if (!dep || dep->state == NX_PLUGIN_SKIPPED) {
-                if (failure(lc, p, "plugin %s (%s) depends on '%s', which %s", p->desc->name,
-                            p->path, *d,
-                            dep ? "is not loaded" : "is in no plugins folder") != NX_OK)
+                if (config_failure(lc, p, "plugin %s (%s) depends on '%s', which %s", p->desc->name,
+                                   p->path, *d,
+                                   dep ? "is not loaded" : "is in no plugins folder") != NX_OK)
                     return NX_ERR;
                 i = (size_t)-1; /* a skip may strand others: check everything again */
                 break;
@@ -380,6 +402,7 @@ static int order(load_ctx *lc)
             }
             free(sorted);
             snprintf(lc->err, lc->errlen, "plugins depend on each other in a cycle: %s", names);
+            lc->bad_config = true;
             return NX_ERR; /* no order exists: not something strict=false can skip */
         }
         sorted[nsorted++] = next;
@@ -424,7 +447,7 @@ static int init_all(load_ctx *lc, bool *claimed)
         }
         char err[768];
         if (nx_plugin_settings_resolve(p, lc->cfg, claimed, err, sizeof(err)) != NX_OK) {
-            if (failure(lc, p, "plugin %s (%s): %s", p->desc->name, p->path, err) != NX_OK)
+            if (config_failure(lc, p, "plugin %s (%s): %s", p->desc->name, p->path, err) != NX_OK)
                 return NX_ERR;
             continue;
         }
@@ -492,10 +515,13 @@ int nx_plugins_load(const char *dirs, const nx_config *cfg, nx_router *router, b
         rc = order(&lc);
     if (rc == NX_OK)
         rc = init_all(&lc, claimed);
-    if (rc == NX_OK)
-        rc = nx_plugin_settings_unclaimed(cfg, claimed, plugins, nplugins, err, errlen);
+    if (rc == NX_OK &&
+        nx_plugin_settings_unclaimed(cfg, claimed, plugins, nplugins, err, errlen) != NX_OK) {
+        rc = NX_ERR;
+        lc.bad_config = true;
+    }
     free(claimed);
-    return rc;
+    return rc == NX_OK ? NX_OK : lc.bad_config ? NX_PLUGINS_BAD_CONFIG : NX_ERR;
 }
 
 void nx_plugins_each(void (*fn)(const nx_plugin *p, void *arg), void *arg)

@@ -20,8 +20,13 @@
  * plugins.enabled, ordered by their dependencies (then by name), each one's settings
  * checked before its init registers routes on router. fresh (reload) loads private copies,
  * so that files rebuilt in place are read anew. Returns NX_OK, or NX_ERR with the reason
- * in err (with plugins.strict false, failing plugins are skipped instead, with a log).
+ * in err (with plugins.strict false, failing plugins are skipped instead, with a log), or
+ * NX_PLUGINS_BAD_CONFIG when the reason is the configuration's: a plugin setting, a key
+ * under plugins.<name> that no plugin declares, plugins.enabled or plugins.dir naming what
+ * is not there, a missing dependency or a cycle.
  */
+#define NX_PLUGINS_BAD_CONFIG (-2)
+
 int nx_plugins_load(const char *dirs, const nx_config *cfg, nx_router *router, bool fresh,
                     char *err, size_t errlen);
 
@@ -45,6 +50,13 @@ void nx_plugins_each(void (*fn)(const nx_plugin *p, void *arg), void *arg);
 const char *nx_plugin_state_name(const nx_plugin *p, const char **why);
 const char *nx_plugin_path(const nx_plugin *p);
 const char *nx_plugin_version(const nx_plugin *p);
+
+/* Each declared setting of a loaded plugin with its checked value and where that came
+ * from ("default", file:line, "environment NAME"), in declaration order. */
+void nx_plugin_settings_each(const nx_plugin *p,
+                             void (*fn)(const nx_plugin_setting *decl, const char *value,
+                                        const char *source, void *arg),
+                             void *arg);
 
 /* A whole set of plugins, for reload: take the current set aside, load a new one, then
  * free the old (success) or restore it (failure). */

@@ -20,9 +20,10 @@ struct nx_plugin {
     int copy_fd; /* the private copy it was opened from, or -1 */
     nx_router *router;
     enum nx_plugin_state state;
-    char *why;     /* why it was skipped */
-    int failed;    /* a registration inside init failed */
-    char **values; /* one per declared setting, checked */
+    char *why;      /* why it was skipped */
+    int failed;     /* a registration inside init failed */
+    char **values;  /* one per declared setting, checked */
+    char **sources; /* where each value came from: "default", file:line, variable */
     size_t nvalues;
     nx_worker_start_fn worker_start;
     nx_worker_stop_fn worker_stop;
@@ -35,7 +36,7 @@ struct nx_plugin {
 int nx_plugin_settings_resolve(nx_plugin *p, const nx_config *cfg, bool *claimed, char *err,
                                size_t errlen);
 
-/* Frees p->values. */
+/* Frees p->values and p->sources. */
 void nx_plugin_settings_free(nx_plugin *p);
 
 /*

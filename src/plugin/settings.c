@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include "core/util.h"
+#include "plugin/loader.h"
 #include "plugin/plugin_impl.h"
 
 static const nx_plugin_setting *setting_at(const nx_plugin *p, size_t i)
@@ -75,6 +76,7 @@ int nx_plugin_settings_resolve(nx_plugin *p, const nx_config *cfg, bool *claimed
     while (decl && decl[n].name)
         n++;
     p->values = nx_xcalloc(n ? n : 1, sizeof(char *));
+    p->sources = nx_xcalloc(n ? n : 1, sizeof(char *));
     p->nvalues = n;
     for (size_t i = 0; i < n; i++) {
         char key[256], var[160], file_var[168];
@@ -106,15 +108,30 @@ int nx_plugin_settings_resolve(nx_plugin *p, const nx_config *cfg, bool *claimed
             return NX_ERR;
         }
         p->values[i] = owned ? owned : nx_xstrdup(value);
+        p->sources[i] = nx_xstrdup(source);
     }
     return NX_OK;
 }
 
 void nx_plugin_settings_free(nx_plugin *p)
 {
-    for (size_t i = 0; i < p->nvalues; i++)
+    for (size_t i = 0; i < p->nvalues; i++) {
         free(p->values[i]);
+        if (p->sources)
+            free(p->sources[i]);
+    }
     free(p->values);
+    free(p->sources);
+}
+
+void nx_plugin_settings_each(const nx_plugin *p,
+                             void (*fn)(const nx_plugin_setting *decl, const char *value,
+                                        const char *source, void *arg),
+                             void *arg)
+{
+    for (size_t i = 0; p->values && i < p->nvalues; i++)
+        if (p->values[i])
+            fn(setting_at(p, i), p->values[i], p->sources[i], arg);
 }
 
 /* A value nobody claimed: for a loaded plugin it is an error (a misspelt key must not be

@@ -484,9 +484,10 @@ int nx_server_run(nx_config *cfg)
         nx_log_error("built-in routes: %s", err);
         return 1;
     }
-    if (nx_plugins_load(cfg->plugins_dir, cfg, nx_app_router, false, err, sizeof(err)) != NX_OK) {
+    int loaded = nx_plugins_load(cfg->plugins_dir, cfg, nx_app_router, false, err, sizeof(err));
+    if (loaded != NX_OK) {
         nx_log_error("%s", err);
-        return 1;
+        return loaded == NX_PLUGINS_BAD_CONFIG ? NX_EX_CONFIG : 1;
     }
     nx_health_add_check(NULL, "database", nx_db_ready);
     nx_health_add_check(NULL, "cache", nx_cache_ready);

@@ -39,6 +39,12 @@ def _abs(path):
 NEXUS_BIN = _abs(os.environ.get("NEXUS_BIN", "build/nexus"))
 NEXUS_BUILD = _abs(os.environ.get("NEXUS_BUILD", "build"))
 PLUGINS_DIR = f"{NEXUS_BUILD}/plugins:{NEXUS_BUILD}/test-plugins"
+# What a deployment's /app/plugins holds: the bundled plugins, as the Dockerfile installs them.
+# Deployment tests that replay a container's configuration point --plugins-dir here.
+IMAGE_PLUGINS_DIR = f"{NEXUS_BUILD}/plugins"
+
+# sysexits.h EX_CONFIG: what nexus exits with on any configuration error.
+EX_CONFIG = 78
 
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 

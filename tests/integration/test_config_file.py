@@ -10,9 +10,8 @@ import subprocess
 import pytest
 import yaml
 
-from conftest import NEXUS_BIN, PLUGINS_DIR, ROOT, free_port, wait_for
+from conftest import EX_CONFIG, NEXUS_BIN, PLUGINS_DIR, ROOT, free_port, wait_for
 
-EX_CONFIG = 78
 JWT = "integration-jwt-secret-0123456789abcdef"  # 39 bytes
 
 

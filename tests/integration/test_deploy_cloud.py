@@ -14,7 +14,7 @@ import subprocess
 import pytest
 import yaml
 
-from conftest import NEXUS_BIN, ROOT, config_values
+from conftest import IMAGE_PLUGINS_DIR, NEXUS_BIN, ROOT, config_values
 from test_deploy_compose import clean_env, files_under, known_variables, seconds, \
     unknown_variables
 
@@ -53,7 +53,8 @@ def load_yaml(path):
 
 def effective(tmp_path, env, args=("check",)):
     """`nexus config ARGS` on config/config.prod.yaml (the image's) with env added."""
-    return subprocess.run([NEXUS_BIN, "config", *args, "--config", PROD_CONFIG],
+    return subprocess.run([NEXUS_BIN, "config", *args, "--config", PROD_CONFIG,
+                           "--plugins-dir", IMAGE_PLUGINS_DIR],
                           capture_output=True, text=True, env=clean_env(env),
                           cwd=str(tmp_path), timeout=30)
 

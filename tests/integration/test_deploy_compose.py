@@ -25,7 +25,7 @@ import pytest
 import requests
 import yaml
 
-from conftest import NEXUS_BIN, ROOT, config_values, free_port, wait_for
+from conftest import IMAGE_PLUGINS_DIR, NEXUS_BIN, ROOT, config_values, free_port, wait_for
 from test_deploy_nginx import main_conf
 
 COMPOSE = os.path.join(ROOT, "docker-compose.yml")
@@ -493,7 +493,8 @@ def run_nexus(tmp_path, args, svc, path, secrets=None):
     env = clean_env(service_env(tmp_path, svc, secrets))
     cfg = mounted_config(svc, resolved(path))
     cfg = cfg or os.path.join(ROOT, "config", "config.prod.yaml")
-    return subprocess.run([NEXUS_BIN, "config", *args, "--config", cfg], capture_output=True,
+    return subprocess.run([NEXUS_BIN, "config", *args, "--config", cfg,
+                           "--plugins-dir", IMAGE_PLUGINS_DIR], capture_output=True,
                           text=True, env=env, cwd=str(tmp_path), timeout=30)
 
 

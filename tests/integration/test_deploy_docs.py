@@ -16,7 +16,7 @@ import subprocess
 import requests
 import yaml
 
-from conftest import NEXUS_BIN, ROOT, free_port
+from conftest import NEXUS_BIN, NEXUS_BUILD, ROOT, free_port
 
 GUIDE = os.path.join(ROOT, "docs", "deployment.md")
 
@@ -143,15 +143,30 @@ def server_read_vars():
     return found
 
 
+def bundled_plugin_settings():
+    """plugins.<name>.<setting> keys the bundled plugins declare (`nexus config show`), and
+    their NEXUS_PLUGINS_<NAME>_<SETTING> variables."""
+    shown = yaml.safe_load(run_nexus("config", "show", "--plugins-dir",
+                                     os.path.join(NEXUS_BUILD, "plugins")))["plugins"]
+    keys, variables = set(), set()
+    for name, settings in shown.items():
+        if isinstance(settings, dict):
+            for setting in settings:
+                keys.add(f"plugins.{name}.{setting}")
+                variables.add(re.sub(r"[^A-Z0-9]", "_", f"NEXUS_PLUGINS_{name}_{setting}".upper()))
+    assert keys, "the bundled plugins declare settings; `nexus config show` listed none"
+    return keys, variables
+
+
 def real_variables():
     _, _, variables = schema_keys_and_vars()
-    variables |= other_names()[1] | server_read_vars()
+    variables |= other_names()[1] | server_read_vars() | bundled_plugin_settings()[1]
     return variables | {v + "_FILE" for v in variables}
 
 
 def real_keys():
     keys, groups, _ = schema_keys_and_vars()
-    return keys | other_names()[0], groups
+    return keys | other_names()[0] | bundled_plugin_settings()[0], groups
 
 
 def subcommands():
@@ -364,6 +379,10 @@ def test_the_checks_reject_a_broken_sample():
         "NEXUS_APP_PROT"]
     assert key_problems("`server.workers` `app.workers` `cache.redis.*` `app.yaml`",
                         keys, groups) == ["server.workers"]
+    assert key_problems("`plugins.todo.page_size` `plugins.todo.page_sise`", keys, groups) == [
+        "plugins.todo.page_sise"]
+    assert variable_problems("NEXUS_PLUGINS_TODO_PAGE_SIZE NEXUS_PLUGINS_TODO_PAGESIZE",
+                             real) == ["NEXUS_PLUGINS_TODO_PAGESIZE"]
     cmds = subcommands()
     assert {"serve", "config", "migrate", "backup", "restore", "health"} <= set(cmds)
     assert subcommand_problems("```sh\nnexus start\nnexus config verify\n"

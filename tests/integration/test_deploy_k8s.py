@@ -20,7 +20,7 @@ import subprocess
 import pytest
 import yaml
 
-from conftest import NEXUS_BIN, ROOT, config_values
+from conftest import IMAGE_PLUGINS_DIR, NEXUS_BIN, ROOT, config_values
 
 K8S = os.path.join(ROOT, "deploy", "k8s")
 CHART = os.path.join(ROOT, "deploy", "helm", "nexus")
@@ -247,8 +247,11 @@ def lay_out_pod(objs, dep, root, secret_for):
 
 
 def nexus(args, env, cwd):
+    """nexus in the pod's environment; config commands read the image's plugins."""
     clean = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
     clean.update(env)
+    if args[0] == "config":
+        args = args + ["--plugins-dir", IMAGE_PLUGINS_DIR]
     return run([NEXUS_BIN] + args, env=clean, cwd=cwd, timeout=30)
 
 

@@ -4,7 +4,7 @@ import re
 import shutil
 import subprocess
 
-from conftest import NEXUS_BIN, NEXUS_BUILD, free_port
+from conftest import EX_CONFIG, NEXUS_BIN, NEXUS_BUILD, free_port
 
 CASES = os.path.join(NEXUS_BUILD, "plugin-cases")
 HELLO = os.path.join(NEXUS_BUILD, "plugins", "hello.so")
@@ -26,13 +26,16 @@ def clean_env(extra=None):
     return e
 
 
-def refused(tmp_path, plugins_dir, env=None):
-    """Starts a server that must refuse to start; returns its stderr."""
+EX_FAILED = 1   # a plugin that cannot load or init: its code, not the configuration
+
+
+def refused(tmp_path, plugins_dir, status, env=None):
+    """Starts a server that must refuse to start with exit status; returns its stderr."""
     out = subprocess.run(
         [NEXUS_BIN, "serve", "--port", str(free_port()), "--workers", "1", "--access-log", "off",
          "--plugins-dir", plugins_dir],
         capture_output=True, text=True, timeout=10, env=clean_env(env), cwd=str(tmp_path))
-    assert out.returncode != 0, out.stderr
+    assert out.returncode == status, (out.returncode, out.stderr)
     return out.stderr
 
 
@@ -49,33 +52,33 @@ def test_dependencies_are_inited_first(spawn, tmp_path):
 
 
 def test_missing_dependency_stops_startup(tmp_path):
-    err = refused(tmp_path, folder(tmp_path, "gamma", "beta"))
+    err = refused(tmp_path, folder(tmp_path, "gamma", "beta"), EX_CONFIG)
     assert "gamma" in err and "'missing'" in err and "gamma.so" in err
 
 
 def test_cycle_is_refused_even_when_not_strict(tmp_path):
-    err = refused(tmp_path, folder(tmp_path, "cyc1", "cyc2"),
+    err = refused(tmp_path, folder(tmp_path, "cyc1", "cyc2"), EX_CONFIG,
                   env={"NEXUS_PLUGINS_STRICT": "false"})
     assert "cycle" in err and "cyc1" in err and "cyc2" in err
 
 
 def test_wrong_abi_is_refused_before_init(tmp_path):
-    err = refused(tmp_path, folder(tmp_path, "oldabi"))
+    err = refused(tmp_path, folder(tmp_path, "oldabi"), EX_FAILED)
     assert "oldabi.so" in err and "built for plugin ABI" in err
 
 
 def test_object_without_descriptor_is_refused(tmp_path):
-    err = refused(tmp_path, folder(tmp_path, "nodesc"))
+    err = refused(tmp_path, folder(tmp_path, "nodesc"), EX_FAILED)
     assert "nodesc.so" in err and "nexus_plugin" in err
 
 
 def test_init_failure_is_refused(tmp_path):
-    err = refused(tmp_path, folder(tmp_path, "badinit"))
+    err = refused(tmp_path, folder(tmp_path, "badinit"), EX_FAILED)
     assert "badinit" in err and "init failed" in err
 
 
 def test_route_clash_names_both_plugins(tmp_path):
-    err = refused(tmp_path, folder(tmp_path, "clash", hello=True))
+    err = refused(tmp_path, folder(tmp_path, "clash", hello=True), EX_FAILED)
     assert "GET /plaintext" in err and "hello" in err and "clash" in err
 
 
@@ -100,14 +103,15 @@ def test_enabled_loads_only_the_named(spawn, tmp_path):
 
 
 def test_enabled_naming_an_absent_plugin_is_refused(tmp_path):
-    err = refused(tmp_path, folder(tmp_path, "beta"), env={"NEXUS_PLUGINS_ENABLED": "beta, nope"})
+    err = refused(tmp_path, folder(tmp_path, "beta"), EX_CONFIG,
+                  env={"NEXUS_PLUGINS_ENABLED": "beta, nope"})
     assert "plugins.enabled" in err and "'nope'" in err
 
 
 def test_enabled_dependency_left_out_is_refused(tmp_path):
     # alpha is enabled but its dependency is not: alpha cannot load
     d = folder(tmp_path, "alpha", "beta", hello=True)
-    err = refused(tmp_path, d, env={"NEXUS_PLUGINS_ENABLED": "alpha,hello"})
+    err = refused(tmp_path, d, EX_CONFIG, env={"NEXUS_PLUGINS_ENABLED": "alpha,hello"})
     assert "alpha" in err and "'beta'" in err
 
 
@@ -152,7 +156,7 @@ def test_routes_command_lists_every_route_with_its_plugin(tmp_path):
 
 def test_routes_command_fails_like_the_server(tmp_path):
     out = command(tmp_path, "routes", "--plugins-dir", folder(tmp_path, "gamma"))
-    assert out.returncode != 0 and "'missing'" in out.stderr
+    assert out.returncode == EX_CONFIG and "'missing'" in out.stderr
 
 
 def test_middleware_order_and_onion(spawn, tmp_path):
