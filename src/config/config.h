@@ -44,6 +44,7 @@ typedef struct nx_config {
     char *pid_file;
     uint64_t shutdown_delay_ms;
     uint64_t graceful_timeout_ms;
+    uint64_t reload_timeout_ms;
     int64_t worker_connections;
     int64_t max_requests;
     int64_t max_requests_jitter;

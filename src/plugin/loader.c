@@ -565,6 +565,15 @@ void nx_plugins_restore(nx_plugin_set s)
     nplugins = s.n;
 }
 
+void nx_plugin_set_forget(nx_plugin_set s)
+{
+    for (size_t i = 0; i < s.n; i++) {
+        nx_health_remove_owner(s.plugins[i]);
+        nx_middleware_remove_owner(s.plugins[i]);
+        nx_pubsub_remove_owner(s.plugins[i]);
+    }
+}
+
 void nx_plugin_set_free(nx_plugin_set s)
 {
     /* Only once no router refers to the set's handlers: its code can then go. */

@@ -71,4 +71,8 @@ void nx_plugins_restore(nx_plugin_set s);
 /* Finis and unloads a set taken aside; no router may refer to its handlers any more. */
 void nx_plugin_set_free(nx_plugin_set s);
 
+/* Takes a set's readiness checks, middleware and subscriptions out of the global lists,
+ * leaving its code loaded: in a worker forked during a reload, the set it does not run. */
+void nx_plugin_set_forget(nx_plugin_set s);
+
 #endif

@@ -30,7 +30,6 @@
 #include "server/server.h"
 
 #define MAX_WORKERS 1024
-#define RELOAD_TIMEOUT_MS 30000
 #define QUICK_DEATH_MS 2000
 #define BACKOFF_MAX_MS 10000
 
@@ -58,7 +57,16 @@ typedef struct master {
     wproc w[MAX_WORKERS];
     size_t nw;
     bool reloading;
-    uint64_t reload_deadline;
+    uint64_t reload_deadline; /* 0: none (server.reload_timeout 0) */
+    /*
+     * While a reload is under way: the configuration, router and plugins the older
+     * generation was started with. A worker of that generation started meanwhile (one
+     * recycled, say) is forked from them, and an abandoned reload goes back to them.
+     */
+    bool prev_held;
+    nx_config prev_cfg;
+    nx_router *prev_router;
+    nx_plugin_set prev_plugins;
     uint64_t stop_at; /* end of the shutdown delay */
     uint64_t kill_at; /* stragglers are killed after this */
     int respawns;     /* workers to start again after an unexpected exit */
@@ -67,6 +75,31 @@ typedef struct master {
 } master;
 
 static master M;
+
+/* Exchanges the current configuration, router and plugins with the ones held aside. */
+static void swap_sets(void)
+{
+    nx_config cfg = *M.cfg;
+    *M.cfg = M.prev_cfg;
+    M.prev_cfg = cfg;
+    nx_router *router = nx_app_router;
+    nx_app_router = M.prev_router;
+    M.prev_router = router;
+    nx_plugin_set plugins = nx_plugins_take();
+    nx_plugins_restore(M.prev_plugins);
+    M.prev_plugins = plugins;
+}
+
+/* Frees the set held aside (the older generation's after a reload, or an abandoned one). */
+static void drop_prev(void)
+{
+    if (!M.prev_held)
+        return;
+    nx_router_free(M.prev_router);
+    nx_plugin_set_free(M.prev_plugins);
+    nx_config_free(&M.prev_cfg);
+    M.prev_held = false;
+}
 
 static int spawn(int gen, pid_t replaces)
 {
@@ -78,7 +111,12 @@ static int spawn(int gen, pid_t replaces)
         return NX_ERR;
     }
     int efd = nx_pubsub_new_worker_fd(); /* -1 leaves the worker without messages */
+    bool older = M.prev_held && gen != M.gen;
+    if (older)
+        swap_sets();
     pid_t pid = fork();
+    if (older && pid != 0)
+        swap_sets();
     if (pid < 0) {
         nx_log_error("fork: %s", strerror(errno));
         close(pfd[0]);
@@ -88,6 +126,10 @@ static int spawn(int gen, pid_t replaces)
         return NX_ERR;
     }
     if (pid == 0) {
+        /* The global middleware, readiness and pub/sub lists hold both sets' entries
+         * during a reload: this worker keeps only its own. */
+        if (M.prev_held)
+            nx_plugin_set_forget(M.prev_plugins);
         close(pfd[0]);
         close(M.sig_fd);
         for (size_t i = 0; i < M.nw; i++) {
@@ -220,12 +262,11 @@ static int reload_config_and_plugins(void)
      * Redis maps it now; its size stays what it was. */
     if (nx_cache_prepare(next.cache) != NX_OK)
         nx_log_error("SIGHUP: cache: cannot map the memory cache: %s", strerror(errno));
-    nx_router *old_router = nx_app_router;
+    /* The old set stays aside until the new workers are ready (on_ready frees it) or
+     * the reload is abandoned (run_timers brings it back). */
+    M.prev_router = nx_app_router;
+    M.prev_plugins = old_plugins;
     nx_app_router = router;
-    /* The old set's code is no longer referenced in this process once its router is
-     * gone (the old workers have their own copies). */
-    nx_router_free(old_router);
-    nx_plugin_set_free(old_plugins);
 
     if (strcmp(next.access_log, M.cfg->access_log) != 0 &&
         nx_accesslog_open(next.access_log) != NX_OK) {
@@ -235,9 +276,9 @@ static int reload_config_and_plugins(void)
         next.access_log = nx_xstrdup(M.cfg->access_log);
     }
     nx_log_apply_level(next.log_level);
-    nx_config old = *M.cfg;
+    M.prev_cfg = *M.cfg;
     *M.cfg = next;
-    nx_config_free(&old);
+    M.prev_held = true;
     return NX_OK;
 }
 
@@ -253,7 +294,7 @@ static void begin_reload(void)
         return;
     M.gen++;
     M.reloading = true;
-    M.reload_deadline = nx_now_ms() + RELOAD_TIMEOUT_MS;
+    M.reload_deadline = M.cfg->reload_timeout_ms ? nx_now_ms() + M.cfg->reload_timeout_ms : 0;
     nx_log_info("SIGHUP: reloading, starting %d new worker(s) (generation %d)", M.cfg->workers,
                 M.gen);
     for (int i = 0; i < M.cfg->workers; i++)
@@ -275,6 +316,7 @@ static void on_ready(wproc *w)
         for (size_t i = 0; i < M.nw; i++)
             if (M.w[i].gen != M.gen)
                 drain_worker(&M.w[i]);
+        drop_prev();
         nx_log_info("reload complete: generation %d serving, older workers draining", M.gen);
     }
 }
@@ -393,6 +435,34 @@ static int timeout_until(uint64_t when, int cur)
     return cur < 0 || t < cur ? t : cur;
 }
 
+/*
+ * The new workers did not all start in time: they are drained, and the configuration,
+ * router and plugins of the running generation come back, so that a worker replaced later
+ * runs what its peers run. Workers of that generation that died meanwhile (not replaced
+ * while the reload was under way) are started again.
+ */
+static void abandon_reload(void)
+{
+    nx_log_error("reload failed: the new workers were not ready within %llu ms; keeping the "
+                 "running ones and their configuration and plugins",
+                 (unsigned long long)M.cfg->reload_timeout_ms);
+    for (size_t i = 0; i < M.nw; i++)
+        if (M.w[i].gen == M.gen)
+            drain_worker(&M.w[i]);
+    M.gen--;
+    M.reloading = false;
+    char *new_log = nx_xstrdup(M.cfg->access_log);
+    swap_sets();
+    drop_prev();
+    nx_log_apply_level(M.cfg->log_level);
+    if (strcmp(new_log, M.cfg->access_log) != 0 && nx_accesslog_open(M.cfg->access_log) != NX_OK)
+        nx_log_error("cannot reopen access log %s: %s", M.cfg->access_log, strerror(errno));
+    free(new_log);
+    size_t running = count_gen(M.gen, false);
+    M.respawns = running < (size_t)M.cfg->workers ? M.cfg->workers - (int)running : 0;
+    M.respawn_at = nx_now_ms();
+}
+
 static void run_timers(void)
 {
     uint64_t now = nx_now_ms();
@@ -409,16 +479,8 @@ static void run_timers(void)
         while (M.respawns > 0 && spawn(M.gen, 0) == NX_OK)
             M.respawns--;
     }
-    if (M.reloading && now >= M.reload_deadline) {
-        nx_log_error("reload failed: the new workers were not ready within %d ms; keeping the "
-                     "running ones",
-                     RELOAD_TIMEOUT_MS);
-        for (size_t i = 0; i < M.nw; i++)
-            if (M.w[i].gen == M.gen)
-                drain_worker(&M.w[i]);
-        M.gen--;
-        M.reloading = false;
-    }
+    if (M.reloading && M.reload_deadline && now >= M.reload_deadline)
+        abandon_reload();
 }
 
 static int supervise(void)
@@ -543,6 +605,7 @@ int nx_server_run(nx_config *cfg)
     int rc = supervise();
     if (cfg->pid_file && *cfg->pid_file)
         unlink(cfg->pid_file);
+    drop_prev(); /* stopped during a reload */
     nx_plugins_unload();
     return rc;
 }

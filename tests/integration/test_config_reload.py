@@ -1,4 +1,5 @@
 """SIGHUP loads the configuration again; an invalid one is refused and the old one stays."""
+import os
 import signal
 import time
 
@@ -45,3 +46,54 @@ def test_reload_keeps_the_listening_port(spawn, tmp_path):
     assert wait_for(lambda: not (set(s.worker_pids()) & first), 10), s.log_tail()
     assert "app.port changed" in s.log()
     assert s.get("/health").status_code == 200
+
+
+def greetings_by_pid(s, want_pids, timeout=15.0):
+    """{pid: greeting} of the workers answering, once want_pids of them have answered (new
+    connections each time, so the kernel spreads them over the workers)."""
+    seen = {}
+
+    def enough():
+        r = s.get("/test/settings", headers={"Connection": "close"})
+        p = s.get("/test/pid", headers={"Connection": "close"})
+        assert r.status_code == 200 and p.status_code == 200, (r.status_code, p.status_code)
+        seen[p.text.strip()] = r.json()["greeting"]
+        return len(seen) >= want_pids
+    assert wait_for(enough, timeout), f"answers from {seen}\n{s.log_tail()}"
+    return seen
+
+
+def test_abandoned_reload_goes_back_to_the_running_configuration(spawn, tmp_path):
+    # Regression (src/server/master.c): when the new workers never started, the master
+    # drained them but kept the new configuration and plugins, so a worker replaced later
+    # (a crash, max_requests) ran the set that had just failed: here it could never start,
+    # and capacity was lost for good. Workers of the running generation that died during
+    # the reload were not replaced either.
+    cfg = tmp_path / "nexus.yaml"
+    cfg.write_text("plugins:\n  testkit:\n    greeting: old\n")
+    s = spawn(workers=2, args=["--config", str(cfg)],
+              env={"NEXUS_SERVER_RELOAD_TIMEOUT": "2s"})
+    old = set(s.wait_workers(2))
+    assert set(greetings_by_pid(s, 2).values()) == {"old"}
+
+    cfg.write_text("plugins:\n  testkit:\n    greeting: new\n    fail_worker_start: true\n")
+    s.signal(signal.SIGHUP)
+    assert wait_for(lambda: "fail_worker_start is set" in s.log(), 5), s.log_tail()
+    victim = sorted(old)[0]
+    os.kill(int(victim), signal.SIGKILL)  # dies while the reload is under way
+    assert wait_for(lambda: "reload failed" in s.log(), 10), s.log_tail()
+
+    # Two workers again, both on the old configuration: the one lost during the reload was
+    # started again, from the old set.
+    after = greetings_by_pid(s, 2)
+    assert set(after.values()) == {"old"}, after
+    assert str(victim) not in after
+    # A worker replaced after the failed reload runs the old set too.
+    survivor = next(p for p in after if int(p) in {int(o) for o in old})
+    os.kill(int(survivor), signal.SIGKILL)
+    again = greetings_by_pid(s, 2)
+    assert set(again.values()) == {"old"} and survivor not in again, again
+    assert s.get("/ready").status_code == 200
+    tail = s.log().split("reload failed", 1)[1]
+    assert "fail_worker_start is set" not in tail, tail
+

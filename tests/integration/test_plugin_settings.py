@@ -103,7 +103,8 @@ def test_config_show_lists_plugin_settings_with_sources_and_redacts_secrets(tmp_
     assert out.returncode == 0, out.stderr
     shown = yaml.safe_load(out.stdout)["plugins"]["testkit"]
     assert shown == {"greeting": "from file", "limit": "7", "verbose": "false",
-                     "delay": "250ms", "buffer": "4k", "token": "(redacted)"}
+                     "delay": "250ms", "buffer": "4k", "token": "(redacted)",
+                     "fail_worker_start": "false"}
     assert "s3cret" not in out.stdout
     lines = {line.split(":")[0].strip(): line for line in out.stdout.splitlines()}
     assert lines["greeting"].endswith(f"# {cfg}:3")

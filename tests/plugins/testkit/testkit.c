@@ -257,10 +257,21 @@ static const nx_plugin_setting settings[] = {
     {"delay", NX_SETTING_DURATION, "250ms", "a duration"},
     {"buffer", NX_SETTING_SIZE, "4k", "a size"},
     {"token", NX_SETTING_STR, "", "a secret", true},
+    {"fail_worker_start", NX_SETTING_BOOL, "false", "the worker start hook fails"},
     {NULL},
 };
 
 static nx_plugin *self;
+
+/* Fails when fail_worker_start is set: a worker that can never start (reload tests). */
+static int testkit_worker_start(nx_plugin *p)
+{
+    if (nx_plugin_config_bool(p, "fail_worker_start")) {
+        nx_log_error("testkit: fail_worker_start is set; this worker does not start");
+        return -1;
+    }
+    return 0;
+}
 
 /* GET /test/settings: the plugin's settings as it reads them. */
 static void settings_handler(nx_req *req, nx_res *res)
@@ -415,6 +426,8 @@ static int testkit_init(nx_plugin *p)
             return -1;
         }
     }
+    if (nx_on_worker(p, testkit_worker_start, NULL) != NX_OK)
+        return -1;
     if (nx_ready_check(p, "testkit", testkit_ready) != NX_OK) {
         nx_log_error("testkit: cannot register the readiness check");
         return -1;
