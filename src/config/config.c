@@ -79,6 +79,10 @@ static const setting schema[] = {
      "recycle a worker after this many requests (0 = never)"},
     {"server.max_requests_jitter", K_INT, "0", 0, INT64_MAX, NULL, F_FLAG,
      "random extra requests per worker before recycling"},
+    {"server.client_body_buffer_size", K_SIZE, "1M", 0, INT64_MAX, NULL, F_FLAG,
+     "request bodies larger than this are received into an unlinked temp file, not memory"},
+    {"server.client_body_temp_path", K_STR, "", NOLIM, F_FLAG,
+     "folder of those temp files (empty: $TMPDIR, else /tmp)"},
     {"server.client_max_body_size", K_SIZE, "100M", 0, INT64_MAX, NULL, F_FLAG,
      "largest request body (413 beyond)"},
     {"server.large_client_header_buffer", K_SIZE, "8k", 256, 1 << 20, NULL, F_FLAG,
@@ -445,6 +449,8 @@ static void fill_typed(nx_config *cfg)
     cfg->http.handler_ms = ms_of(cfg, "server.handler_timeout");
     cfg->http.send_ms = ms_of(cfg, "server.send_timeout");
     cfg->http.max_body = size_of(cfg, "server.client_max_body_size");
+    cfg->http.body_buffer = size_of(cfg, "server.client_body_buffer_size");
+    cfg->http.body_temp_dir = nx_config_get(cfg, "server.client_body_temp_path", NULL);
     cfg->http.limits.max_field = (size_t)size_of(cfg, "server.large_client_header_buffer");
     cfg->http.limits.max_request_line = cfg->http.limits.max_field;
     cfg->http.limits.max_head = (size_t)size_of(cfg, "server.max_header_size");

@@ -11,6 +11,11 @@
  * pipelined requests are buffered, the next one is parsed at once; the output is written
  * when the input runs dry, so a batch of pipelined requests costs one read and one write.
  *
+ * A body larger than client_body_buffer_size is received into an unlinked temp file
+ * through a small staging buffer, and the handler sees it mapped from that file: the
+ * pages belong to the page cache, which the kernel can write back and drop, not to the
+ * worker's heap, so a thousand slow uploads cost disk, not memory.
+ *
  * Idle connections hold no buffer and no coroutine: only this struct and its timer.
  * Closed connections are unlinked at once but freed at the end of the loop iteration,
  * because epoll may still hand out their pointer later in the same batch of events.
@@ -18,12 +23,15 @@
 #include "http/http1.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/sendfile.h>
 #include <time.h>
 #include <unistd.h>
@@ -35,6 +43,7 @@
 #include "core/util.h"
 
 #define OUT_HIGH_WATER (256 * 1024) /* stop parsing more requests until this is written */
+#define SPOOL_STAGE (64 * 1024)     /* body bytes gathered before a write to the temp file */
 #define ARENA_POOL_MAX 256
 /*
  * When a worker drains, an idle keep-alive connection is closed only once it has been
@@ -54,10 +63,11 @@ typedef struct nx_conn {
     struct nx_conn *prev, *next;
     nx_buf *in;
     nx_buf *out;
-    nx_buf *head;  /* holds the head of a request whose body is still arriving */
-    nx_buf *body;  /* body bytes when they did not all arrive with the head */
-    nx_req *req;   /* the request being read or run */
-    nx_coro *coro; /* its coroutine while parked */
+    nx_buf *head;        /* holds the head of a request whose body is still arriving */
+    nx_buf *body;        /* body bytes when they did not all arrive with the head */
+    struct spool *spool; /* the body's temp file, in the request's arena; NULL if none */
+    nx_req *req;         /* the request being read or run */
+    nx_coro *coro;       /* its coroutine while parked */
     nx_h1_chunked chunked;
     uint64_t body_left; /* Content-Length bytes still to read */
     uint64_t since;     /* when the current timeout's clock started */
@@ -100,6 +110,8 @@ void nx_http_settings_default(nx_http_settings *s)
 {
     nx_h1_limits_default(&s->limits);
     s->max_body = 100ull * 1024 * 1024;
+    s->body_buffer = 1024 * 1024;
+    s->body_temp_dir = NULL;
     s->keepalive_ms = 5000;
     s->header_ms = 10000;
     s->body_ms = 10000;
@@ -198,6 +210,7 @@ static void release_request(nx_conn *c)
     }
     nx_buf_put(c->body);
     c->body = NULL;
+    c->spool = NULL; /* closed and unmapped by the arena's cleanup */
     nx_buf_put(c->head);
     c->head = NULL;
 }
@@ -565,11 +578,119 @@ static ssize_t read_into(nx_conn *c, nx_buf *b, size_t max)
     }
 }
 
-/* Moves buffered body bytes from c->in to c->body; true when the body is complete. */
+/* ---- request bodies in temp files ---- */
+
+typedef struct spool {
+    int fd;
+    uint64_t written;
+    void *map; /* the whole file, once the body is complete */
+    size_t map_len;
+} spool;
+
+static void spool_cleanup(void *arg)
+{
+    spool *s = arg;
+    if (s->map)
+        munmap(s->map, s->map_len);
+    close(s->fd);
+}
+
+static const char *spool_dir(const nx_http_settings *set)
+{
+    if (set->body_temp_dir && *set->body_temp_dir)
+        return set->body_temp_dir;
+    const char *t = getenv("TMPDIR");
+    return t && *t ? t : "/tmp";
+}
+
+/* A file in dir that no name reaches: O_TMPFILE, else mkostemp and unlink at once. */
+static int temp_file(const char *dir)
+{
+    int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd >= 0 || (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL))
+        return fd;
+    char path[PATH_MAX];
+    if (snprintf(path, sizeof(path), "%s/nexus-body-XXXXXX", dir) >= (int)sizeof(path)) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    fd = mkostemp(path, O_CLOEXEC);
+    if (fd >= 0)
+        unlink(path);
+    return fd;
+}
+
+/* A storage failure: logged with the folder, and a 503 for the client (its body is lost). */
+static void spool_failed(nx_conn *c, const char *what, int err)
+{
+    nx_log_error("request body: cannot %s a temp file in %s (server.client_body_temp_path): %s",
+                 what, spool_dir(c->ctx->set), strerror(err));
+    fail(c, 503, "the server cannot store the request body right now; retry shortly", req_path(c));
+}
+
+/* Gives the request a temp file for its body; false (answered 503) when none can be made. */
+static bool spool_begin(nx_conn *c)
+{
+    int fd = temp_file(spool_dir(c->ctx->set));
+    if (fd < 0) {
+        spool_failed(c, "make", errno);
+        return false;
+    }
+    spool *s = nx_arena_calloc(c->req->arena, 1, sizeof(*s));
+    s->fd = fd;
+    nx_arena_on_cleanup(c->req->arena, spool_cleanup, s);
+    c->spool = s;
+    return true;
+}
+
+/* Writes the staged bytes to the temp file; false (answered 503) when it cannot. */
+static bool spool_flush(nx_conn *c)
+{
+    spool *s = c->spool;
+    nx_buf *b = c->body;
+    while (nx_buf_len(b)) {
+        ssize_t n = write(s->fd, b->data + b->start, nx_buf_len(b));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            spool_failed(c, "write to", n < 0 ? errno : ENOSPC);
+            return false;
+        }
+        b->start += (size_t)n;
+        s->written += (uint64_t)n;
+    }
+    b->start = b->end = 0;
+    return true;
+}
+
+/* The body is complete: the request's body is the file, mapped read-only. */
+static bool spool_finish(nx_conn *c)
+{
+    if (!spool_flush(c))
+        return false;
+    spool *s = c->spool;
+    void *m = mmap(NULL, (size_t)s->written, PROT_READ, MAP_PRIVATE, s->fd, 0);
+    if (m == MAP_FAILED) {
+        spool_failed(c, "map", errno);
+        return false;
+    }
+    s->map = m;
+    s->map_len = (size_t)s->written;
+    c->req->body = (nx_str){m, s->map_len};
+    return true;
+}
+
+/*
+ * Moves buffered body bytes from c->in to c->body (and from there to the temp file when
+ * the body is spooled). True when the body is complete and set on the request; false
+ * while more is to come or when it was refused (fail() called).
+ */
 static bool collect_body(nx_conn *c)
 {
     nx_buf *in = c->in;
     size_t avail = in ? nx_buf_len(in) : 0;
+    const nx_http_settings *set = c->ctx->set;
+    bool done;
     if (!c->is_chunked) {
         size_t take = avail < c->body_left ? avail : (size_t)c->body_left;
         if (take) {
@@ -577,26 +698,39 @@ static bool collect_body(nx_conn *c)
             in->start += take;
             c->body_left -= take;
         }
-        return c->body_left == 0;
+        done = c->body_left == 0;
+    } else {
+        if (!avail)
+            return false;
+        nx_buf_reserve(c->body, avail); /* decoding never produces more than it consumes */
+        size_t used = 0, produced = 0;
+        nx_h1_error err;
+        int rc = nx_h1_chunked_decode(&c->chunked, in->data + in->start, avail, &used,
+                                      c->body->data + c->body->end, &produced, &err);
+        in->start += used;
+        c->body->end += produced;
+        if (rc == NX_H1_ERROR) {
+            fail(c, err.status, err.reason, req_path(c));
+            return false;
+        }
+        if ((c->spool ? c->spool->written : 0) + nx_buf_len(c->body) > set->max_body) {
+            fail(c, 413, "the request body is larger than the server accepts", req_path(c));
+            return false;
+        }
+        if (!c->spool && nx_buf_len(c->body) > set->body_buffer && !spool_begin(c))
+            return false;
+        done = rc == NX_OK;
     }
-    if (!avail)
-        return false;
-    nx_buf_reserve(c->body, avail); /* decoding never produces more than it consumes */
-    size_t used = 0, produced = 0;
-    nx_h1_error err;
-    int rc = nx_h1_chunked_decode(&c->chunked, in->data + in->start, avail, &used,
-                                  c->body->data + c->body->end, &produced, &err);
-    in->start += used;
-    c->body->end += produced;
-    if (rc == NX_H1_ERROR) {
-        fail(c, err.status, err.reason, req_path(c));
+    if (c->spool) {
+        if (done)
+            return spool_finish(c);
+        if (nx_buf_len(c->body) >= SPOOL_STAGE && !spool_flush(c))
+            return false;
         return false;
     }
-    if (nx_buf_len(c->body) > c->ctx->set->max_body) {
-        fail(c, 413, "the request body is larger than the server accepts", req_path(c));
-        return false;
-    }
-    return rc == NX_OK;
+    if (done)
+        c->req->body = (nx_str){c->body->data + c->body->start, nx_buf_len(c->body)};
+    return done;
 }
 
 /*
@@ -621,6 +755,9 @@ static bool begin_body(nx_conn *c, const nx_h1_request *h)
         in->start += (size_t)h->content_length;
         return true;
     }
+    bool spooled = !h->chunked && (uint64_t)h->content_length > c->ctx->set->body_buffer;
+    if (spooled && !spool_begin(c))
+        return false;
     /* The head's strings point into c->in, which must now keep filling (and may move):
      * hand that buffer to the request and continue in a fresh one. */
     c->head = in;
@@ -631,7 +768,7 @@ static bool begin_body(nx_conn *c, const nx_h1_request *h)
         c->body = nx_buf_get(0);
         nx_h1_chunked_init(&c->chunked);
     } else {
-        c->body = nx_buf_get((size_t)h->content_length);
+        c->body = nx_buf_get(spooled ? SPOOL_STAGE : (size_t)h->content_length);
         c->body_left = (uint64_t)h->content_length;
     }
     c->state = ST_BODY;
@@ -676,7 +813,6 @@ static bool handle_input(nx_conn *c)
                 c->since = nx_loop_now(ctx->loop);
             }
         } else if (c->state == ST_BODY && collect_body(c)) {
-            c->req->body = (nx_str){c->body->data + c->body->start, nx_buf_len(c->body)};
             start_handler(c);
             continue;
         }

@@ -19,12 +19,14 @@
 
 typedef struct nx_http_settings {
     nx_h1_limits limits;
-    uint64_t max_body;     /* client_max_body_size: larger bodies get 413 */
-    uint64_t keepalive_ms; /* idle time before a keep-alive connection is closed */
-    uint64_t header_ms;    /* time to receive a whole head once it started (408) */
-    uint64_t body_ms;      /* longest pause while receiving a body (408) */
-    uint64_t handler_ms;   /* a request's deadline for its waits (504) */
-    uint64_t send_ms;      /* longest pause of a client that does not read (closed) */
+    uint64_t max_body;         /* client_max_body_size: larger bodies get 413 */
+    uint64_t body_buffer;      /* client_body_buffer_size: larger bodies go to a temp file */
+    const char *body_temp_dir; /* where those files are made; NULL or "": $TMPDIR, /tmp */
+    uint64_t keepalive_ms;     /* idle time before a keep-alive connection is closed */
+    uint64_t header_ms;        /* time to receive a whole head once it started (408) */
+    uint64_t body_ms;          /* longest pause while receiving a body (408) */
+    uint64_t handler_ms;       /* a request's deadline for its waits (504) */
+    uint64_t send_ms;          /* longest pause of a client that does not read (closed) */
 } nx_http_settings;
 
 /* Called after each response is queued, for the access log and counters. */
