@@ -60,6 +60,9 @@ static const setting schema[] = {
      "on SIGTERM, serve this long with /ready at 503 before closing the listener"},
     {"server.graceful_timeout", K_DURATION, "30s", NOLIM, F_FLAG,
      "time in-flight requests get to finish at shutdown or reload"},
+    {"server.worker_timeout", K_DURATION, "60s", NOLIM, F_FLAG,
+     "a worker busy this long without returning to its event loop (a handler stuck "
+     "computing) is killed and replaced (0 = never)"},
     {"server.reload_timeout", K_DURATION, "30s", NOLIM, F_FLAG,
      "on SIGHUP, how long the new workers have to start before the reload is abandoned (0 = "
      "no limit)"},
@@ -439,6 +442,7 @@ static void fill_typed(nx_config *cfg)
     cfg->shutdown_delay_ms = ms_of(cfg, "server.shutdown_delay");
     cfg->graceful_timeout_ms = ms_of(cfg, "server.graceful_timeout");
     cfg->reload_timeout_ms = ms_of(cfg, "server.reload_timeout");
+    cfg->worker_timeout_ms = ms_of(cfg, "server.worker_timeout");
     cfg->worker_connections = int_of(cfg, "server.worker_connections");
     cfg->max_requests = int_of(cfg, "server.max_requests");
     cfg->max_requests_jitter = int_of(cfg, "server.max_requests_jitter");

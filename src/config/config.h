@@ -45,6 +45,7 @@ typedef struct nx_config {
     uint64_t shutdown_delay_ms;
     uint64_t graceful_timeout_ms;
     uint64_t reload_timeout_ms;
+    uint64_t worker_timeout_ms;
     int64_t worker_connections;
     int64_t max_requests;
     int64_t max_requests_jitter;

@@ -30,6 +30,7 @@ struct nx_loop {
     int64_t wall;
     nx_timer **heap;
     size_t nheap, capheap;
+    uint64_t *busy_since; /* see nx_loop_watch_busy; NULL when nobody watches */
     struct {
         nx_tick_fn fn;
         void *arg;
@@ -226,10 +227,14 @@ int nx_loop_run(nx_loop *loop)
             timeout =
                 when <= loop->now ? 0 : (int)(when - loop->now > 60000 ? 60000 : when - loop->now);
         }
+        if (loop->busy_since)
+            __atomic_store_n(loop->busy_since, 0, __ATOMIC_RELAXED);
         int n = epoll_wait(loop->epfd, events, MAX_EVENTS, timeout);
         if (n < 0 && errno != EINTR)
             return NX_ERR;
         refresh_clock(loop);
+        if (loop->busy_since)
+            __atomic_store_n(loop->busy_since, loop->now, __ATOMIC_RELAXED);
         loop->iteration++;
         loop->batch = events;
         loop->batch_n = n;
@@ -245,4 +250,9 @@ int nx_loop_run(nx_loop *loop)
             loop->ticks[i].fn(loop, loop->ticks[i].arg);
     }
     return NX_OK;
+}
+
+void nx_loop_watch_busy(nx_loop *loop, uint64_t *busy_since)
+{
+    loop->busy_since = busy_since;
 }

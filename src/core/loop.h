@@ -59,6 +59,13 @@ int64_t nx_loop_wall(const nx_loop *loop);
 /* fn(loop, arg) runs at the end of every iteration, after all events (e.g. log flush). */
 void nx_loop_on_tick(nx_loop *loop, nx_tick_fn fn, void *arg);
 
+/*
+ * Publishes the loop's progress in *busy_since (shared memory a supervisor reads): 0 while
+ * it waits for events, else when the current batch of callbacks began (monotonic ms). A
+ * value long in the past means a callback has not returned.
+ */
+void nx_loop_watch_busy(nx_loop *loop, uint64_t *busy_since);
+
 /* Runs until nx_loop_stop(); returns NX_OK, or NX_ERR if epoll_wait fails. */
 int nx_loop_run(nx_loop *loop);
 void nx_loop_stop(nx_loop *loop);

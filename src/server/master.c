@@ -29,7 +29,7 @@
 #include "plugin/loader.h"
 #include "server/server.h"
 
-#define MAX_WORKERS 1024
+#define MAX_WORKERS NX_MAX_WORKERS
 #define QUICK_DEATH_MS 2000
 #define BACKOFF_MAX_MS 10000
 
@@ -43,6 +43,8 @@ typedef struct wproc {
     enum wstate state;
     uint64_t started;
     pid_t replaces; /* a recycling worker this one takes over from, once ready */
+    int slot;       /* its entry in M.shared->busy_since */
+    bool killed;    /* stuck past worker_timeout and sent SIGKILL */
 } wproc;
 
 enum mstate { M_RUNNING, M_STOP_DELAY, M_STOPPING };
@@ -101,6 +103,18 @@ static void drop_prev(void)
     M.prev_held = false;
 }
 
+/* The lowest busy_since slot no worker holds (there are as many slots as workers). */
+static int free_slot(void)
+{
+    for (int slot = 0;; slot++) {
+        bool taken = false;
+        for (size_t i = 0; i < M.nw && !taken; i++)
+            taken = M.w[i].slot == slot;
+        if (!taken)
+            return slot;
+    }
+}
+
 static int spawn(int gen, pid_t replaces)
 {
     if (M.nw == MAX_WORKERS)
@@ -111,6 +125,8 @@ static int spawn(int gen, pid_t replaces)
         return NX_ERR;
     }
     int efd = nx_pubsub_new_worker_fd(); /* -1 leaves the worker without messages */
+    int slot = free_slot();
+    M.shared->busy_since[slot] = 0;
     bool older = M.prev_held && gen != M.gen;
     if (older)
         swap_sets();
@@ -138,7 +154,7 @@ static int spawn(int gen, pid_t replaces)
             if (M.w[i].efd >= 0)
                 close(M.w[i].efd);
         }
-        nx_worker_main(M.cfg, M.listen_fd, pfd[1], M.shared);
+        nx_worker_main(M.cfg, M.listen_fd, pfd[1], M.shared, slot);
     }
     close(pfd[1]);
     fcntl(pfd[0], F_SETFL, O_NONBLOCK);
@@ -148,7 +164,8 @@ static int spawn(int gen, pid_t replaces)
                           .gen = gen,
                           .state = W_STARTING,
                           .started = nx_now_ms(),
-                          .replaces = replaces};
+                          .replaces = replaces,
+                          .slot = slot};
     nx_log_info("worker %d started (generation %d)", (int)pid, gen);
     return NX_OK;
 }
@@ -463,9 +480,31 @@ static void abandon_reload(void)
     M.respawn_at = nx_now_ms();
 }
 
+/*
+ * A worker whose loop has been inside one batch of callbacks for server.worker_timeout
+ * is stuck (a handler computing without end: a coroutine cannot be preempted) and every
+ * connection it holds with it. It is killed; reap() then replaces it like any crash.
+ */
+static void kill_stuck_workers(uint64_t now)
+{
+    uint64_t limit = M.cfg->worker_timeout_ms;
+    for (size_t i = 0; limit && i < M.nw; i++) {
+        wproc *w = &M.w[i];
+        uint64_t since = __atomic_load_n(&M.shared->busy_since[w->slot], __ATOMIC_RELAXED);
+        if (w->killed || !since || now < since + limit)
+            continue;
+        nx_log_error("worker %d has been busy for %llu ms without returning to its event loop "
+                     "(server.worker_timeout %llu ms): a handler is stuck; killing it",
+                     (int)w->pid, (unsigned long long)(now - since), (unsigned long long)limit);
+        kill(w->pid, SIGKILL);
+        w->killed = true;
+    }
+}
+
 static void run_timers(void)
 {
     uint64_t now = nx_now_ms();
+    kill_stuck_workers(now);
     if (M.state == M_STOP_DELAY && now >= M.stop_at)
         stop_workers();
     if (M.state == M_STOPPING && now >= M.kill_at) {
@@ -481,6 +520,13 @@ static void run_timers(void)
     }
     if (M.reloading && M.reload_deadline && now >= M.reload_deadline)
         abandon_reload();
+}
+
+/* How often the master looks for stuck workers: a tenth of the limit, 100 ms to 1 s. */
+static uint64_t watchdog_period(void)
+{
+    uint64_t p = M.cfg->worker_timeout_ms / 10;
+    return p < 100 ? 100 : p > 1000 ? 1000 : p;
 }
 
 static int supervise(void)
@@ -506,8 +552,10 @@ static int supervise(void)
             timeout = timeout_until(M.kill_at, timeout);
         if (M.state == M_RUNNING && M.respawns)
             timeout = timeout_until(M.respawn_at, timeout);
-        if (M.reloading)
+        if (M.reloading && M.reload_deadline)
             timeout = timeout_until(M.reload_deadline, timeout);
+        if (M.cfg->worker_timeout_ms && M.nw)
+            timeout = timeout_until(nx_now_ms() + watchdog_period(), timeout);
         int rc = poll(pfds, n, timeout);
         if (rc < 0 && errno != EINTR) {
             nx_log_error("poll: %s", strerror(errno));

@@ -14,8 +14,13 @@
 #include "config/config.h"
 
 /* Memory shared by the master and every worker (MAP_SHARED, made before forking). */
+#define NX_MAX_WORKERS 1024
+
 typedef struct nx_shared {
     volatile int stopping; /* the master is shutting down: /ready answers 503 */
+    /* Per worker slot: 0 while its loop waits for events, else since when it has been
+     * busy (nx_loop_watch_busy). The master kills a worker busy past worker_timeout. */
+    uint64_t busy_since[NX_MAX_WORKERS];
 } nx_shared;
 
 #define NX_MSG_READY 'R'
@@ -27,8 +32,8 @@ int nx_server_run(nx_config *cfg);
 /* A bound, listening, non-blocking socket for host:port, or -1 with the reason logged. */
 int nx_listen_open(const char *host, int port);
 
-/* The worker's life: never returns. */
-_Noreturn void nx_worker_main(const nx_config *cfg, int listen_fd, int notify_fd,
-                              nx_shared *shared);
+/* The worker's life: never returns. slot: its entry in shared->busy_since. */
+_Noreturn void nx_worker_main(const nx_config *cfg, int listen_fd, int notify_fd, nx_shared *shared,
+                              int slot);
 
 #endif

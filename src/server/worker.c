@@ -169,7 +169,7 @@ static void on_signal(nx_loop *loop, nx_io *io, uint32_t events)
     }
 }
 
-void nx_worker_main(const nx_config *cfg, int listen_fd, int notify_fd, nx_shared *shared)
+void nx_worker_main(const nx_config *cfg, int listen_fd, int notify_fd, nx_shared *shared, int slot)
 {
     nx_log_set_role("worker");
     /* Die with the master instead of serving on unsupervised. */
@@ -206,6 +206,7 @@ void nx_worker_main(const nx_config *cfg, int listen_fd, int notify_fd, nx_share
         nx_log_error("epoll_create1: %s", strerror(errno));
         _exit(1);
     }
+    nx_loop_watch_busy(W.loop, &shared->busy_since[slot]);
     W.signal_io.fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
     W.signal_io.cb = on_signal;
     nx_loop_add(W.loop, &W.signal_io, EPOLLIN);

@@ -224,6 +224,39 @@ def test_crash_from_handler_is_replaced(spawn):
     _assert_master_logged(srv, victim, r"signal[ =:]*6\b|sig[ =:]*6\b|SIGABRT|abort")
 
 
+def test_a_worker_stuck_in_a_handler_is_killed_and_replaced(spawn):
+    srv = spawn(workers=1, env={"NEXUS_SERVER_WORKER_TIMEOUT": "1s"})
+    victim = _pid_of_worker(srv)
+    with srv.raw() as c:
+        c.send(raw_request("GET", "/test/spin?ms=120000"))  # computes for two minutes
+        try:
+            r = c.read_response()
+            outcome = r.status
+        except Exception as e:  # noqa: BLE001 - the connection dies with the worker
+            outcome = repr(e)
+    assert outcome != 200, outcome
+    assert "a handler is stuck; killing it" in srv.log(), srv.log_tail()
+    assert f"worker {victim} has been busy for" in srv.log()
+    new = wait_for(lambda: (lambda p: p if p and victim not in p else None)(srv.worker_pids()),
+                   10)
+    assert new, "stuck worker not replaced"
+    assert wait_for(lambda: srv.get("/plaintext").status_code == 200, 5)
+    assert srv.alive()
+    _assert_master_logged(srv, victim, r"signal[ =:]*9\b|SIGKILL|killed")
+
+
+def test_busy_within_the_timeout_idle_or_parked_workers_are_left_alone(spawn):
+    srv = spawn(workers=1, env={"NEXUS_SERVER_WORKER_TIMEOUT": "1s"})
+    pid = _pid_of_worker(srv)
+    # Computing for less than the limit: answered by the same worker.
+    assert srv.get("/test/spin?ms=300").text == str(pid)
+    # Idle (waiting for events) and parked (a handler waiting on a timer) longer than it.
+    time.sleep(2.5)
+    assert srv.get("/test/sleep?ms=2500").status_code == 200
+    assert _pid_of_worker(srv) == pid
+    assert "killing it" not in srv.log()
+
+
 def test_repeated_crashes_master_survives(spawn):
     srv = spawn(workers=1)
     for _ in range(3):

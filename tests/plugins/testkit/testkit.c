@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Largest body /test/big will build, so a typo in a test cannot exhaust a worker. */
@@ -141,6 +142,26 @@ static void crash_handler(nx_req *req, nx_res *res)
     (void)res;
     nx_log_warn("testkit: /test/crash called, aborting worker %ld", (long)getpid());
     abort();
+}
+
+/* GET /test/spin?ms=N: computes for N ms without ever yielding (a stuck handler). */
+static void spin_handler(nx_req *req, nx_res *res)
+{
+    uint64_t ms;
+    if (!query_u64(req, "ms", 600000, &ms)) {
+        nx_problem(res, 400, "ms must be a number of milliseconds up to 600000");
+        return;
+    }
+    struct timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    volatile uint64_t spins = 0;
+    do {
+        spins++;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+    } while ((uint64_t)(now.tv_sec - start.tv_sec) * 1000 +
+                 (uint64_t)((now.tv_nsec - start.tv_nsec) / 1000000) <
+             ms);
+    nx_text(res, 200, nx_arena_printf(nx_req_arena(req), "%d", (int)getpid()));
 }
 
 /* GET /test/big?n=N: N bytes of a predictable pattern ("0123456789" repeated). */
@@ -400,6 +421,7 @@ static int testkit_init(nx_plugin *p)
         {"GET", "/test/files/{rest...}", files_handler},
         {"GET", "/test/pid", pid_handler},
         {"GET", "/test/crash", crash_handler},
+        {"GET", "/test/spin", spin_handler},
         {"GET", "/test/big", big_handler},
         {"DELETE", "/test/methods", methods_handler},
         {"PUT", "/test/methods", methods_handler},
