@@ -24,10 +24,9 @@ int nx_cli_load_plugins(int argc, char **argv, int first, nx_config *cfg, nx_rou
 
 int nx_cli_plugins_into(nx_config *cfg, nx_router *router)
 {
-    if (!*cfg->plugins_dir) {
-        free(cfg->plugins_dir);
-        cfg->plugins_dir = nx_default_plugins_dir();
-    }
+    char *dir = nx_default_plugins_dir();
+    nx_config_default_plugins_dir(cfg, dir);
+    free(dir);
     char err[768];
     if (nx_health_routes(router, err, sizeof(err)) != 0) {
         fprintf(stderr, "nexus: %s\n", err);

@@ -48,10 +48,9 @@ int nx_cmd_serve(int argc, char **argv)
         nx_config_free(&cfg);
         return NX_EX_CONFIG;
     }
-    if (!*cfg.plugins_dir) {
-        free(cfg.plugins_dir);
-        cfg.plugins_dir = nx_default_plugins_dir();
-    }
+    char *dir = nx_default_plugins_dir();
+    nx_config_default_plugins_dir(&cfg, dir);
+    free(dir);
     nx_log_apply_level(cfg.log_level);
     int rc = nx_server_run(&cfg);
     nx_config_free(&cfg);

@@ -1029,6 +1029,15 @@ static void put_quoted(FILE *out, const char *v)
     fputc('"', out);
 }
 
+void nx_config_default_plugins_dir(nx_config *cfg, const char *dir)
+{
+    if (*cfg->plugins_dir)
+        return;
+    free(cfg->plugins_dir);
+    cfg->plugins_dir = nx_xstrdup(dir);
+    store(cfg, (size_t)find_key("plugins.dir"), dir, "default (this installation's plugins)");
+}
+
 void nx_config_show(const nx_config *cfg, FILE *out)
 {
     const char *prev = "";

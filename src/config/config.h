@@ -86,6 +86,9 @@ const char *nx_config_get(const nx_config *cfg, const char *key, const char **so
 /* Prints the flags with their variables and defaults (for --help). */
 void nx_config_usage(FILE *out);
 
+/* An empty plugins.dir becomes dir (the installation's folder), shown as its default. */
+void nx_config_default_plugins_dir(nx_config *cfg, const char *dir);
+
 /* Prints the effective configuration as YAML with each value's source; secrets redacted. */
 void nx_config_show(const nx_config *cfg, FILE *out);
 

@@ -257,10 +257,8 @@ static int reload_config_and_plugins(void)
                     M.cfg->port);
         next.port = M.cfg->port;
     }
-    if (!*next.plugins_dir) {
-        free(next.plugins_dir);
-        next.plugins_dir = nx_xstrdup(M.cfg->plugins_dir); /* the default resolved at start */
-    }
+    /* The default resolved at start. */
+    nx_config_default_plugins_dir(&next, M.cfg->plugins_dir);
     keep_str(&next.plugins_dir, &M.cfg->plugins_dir, "plugins.dir");
 
     nx_router *router = nx_router_new();

@@ -2,6 +2,7 @@
 import os
 import re
 import signal
+import threading
 import time
 
 from conftest import free_port, wait_for
@@ -50,15 +51,26 @@ def test_reload_keeps_the_listening_port(spawn, tmp_path):
 
 
 def greetings_by_pid(s, want_pids, timeout=15.0):
-    """{pid: greeting} of the workers answering, once want_pids of them have answered (new
-    connections each time, so the kernel spreads them over the workers)."""
+    """{pid: greeting} of the workers answering, once want_pids of them have answered.
+
+    The kernel may hand every new connection of an idle server to the same worker, so every
+    other ask is made while a /test/spin request holds one worker's loop: the connection
+    then goes to another."""
     seen = {}
 
-    def enough():
+    def ask():
         r = s.get("/test/settings", headers={"Connection": "close"})
-        p = s.get("/test/pid", headers={"Connection": "close"})
-        assert r.status_code == 200 and p.status_code == 200, (r.status_code, p.status_code)
-        seen[p.text.strip()] = r.json()["greeting"]
+        assert r.status_code == 200, r.text
+        seen[str(r.json()["pid"])] = r.json()["greeting"]
+
+    def enough():
+        ask()
+        if len(seen) < want_pids:
+            spinner = threading.Thread(target=lambda: s.get("/test/spin?ms=700"), daemon=True)
+            spinner.start()
+            time.sleep(0.2)
+            ask()
+            spinner.join(10)
         return len(seen) >= want_pids
     assert wait_for(enough, timeout), f"answers from {seen}\n{s.log_tail()}"
     return seen

@@ -14,6 +14,7 @@ def test_defaults_file_env_and_secret_file(spawn, tmp_path):
               env={"NEXUS_PLUGINS_TESTKIT_LIMIT": "7", "NEXUS_PLUGINS_TESTKIT_VERBOSE": "yes",
                    "NEXUS_PLUGINS_TESTKIT_TOKEN_FILE": str(token)})
     got = s.get("/test/settings").json()
+    assert got.pop("pid") in [int(p) for p in s.worker_pids()]
     assert got == {"greeting": "from file",     # file
                    "limit": 7,                  # the variable wins over the file
                    "verbose": True,             # variable

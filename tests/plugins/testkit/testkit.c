@@ -294,18 +294,18 @@ static int testkit_worker_start(nx_plugin *p)
     return 0;
 }
 
-/* GET /test/settings: the plugin's settings as it reads them. */
+/* GET /test/settings: the plugin's settings as it reads them, and the worker's pid. */
 static void settings_handler(nx_req *req, nx_res *res)
 {
     (void)req;
     nx_json(res, 200,
-            json_pack("{s:s, s:I, s:b, s:I, s:I, s:i}", "greeting",
+            json_pack("{s:s, s:I, s:b, s:I, s:I, s:i, s:i}", "greeting",
                       nx_plugin_config(self, "greeting"), "limit",
                       (json_int_t)nx_plugin_config_int(self, "limit"), "verbose",
                       nx_plugin_config_bool(self, "verbose"), "delay_ms",
                       (json_int_t)nx_plugin_config_ms(self, "delay"), "buffer",
                       (json_int_t)nx_plugin_config_size(self, "buffer"), "token_length",
-                      (int)strlen(nx_plugin_config(self, "token"))));
+                      (int)strlen(nx_plugin_config(self, "token")), "pid", (int)getpid()));
 }
 
 /* The stampede test's computation: slow, and counted in the cache itself. */
