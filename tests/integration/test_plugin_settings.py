@@ -123,3 +123,17 @@ def test_config_check_without_the_plugins_folder_checks_the_core_and_says_so(tmp
     core = config_cmd(tmp_path, "check", "--plugins-dir", str(missing),
                       env={"NEXUS_APP_PORT": "abc"})
     assert core.returncode == EX_CONFIG and "app.port" in core.stderr
+
+
+def test_config_show_names_the_installation_plugins_folder(tmp_path):
+    import os
+    import yaml
+    from conftest import NEXUS_BUILD
+    out = config_cmd(tmp_path, "show")
+    assert out.returncode == 0, out.stderr
+    shown = yaml.safe_load(out.stdout)["plugins"]
+    assert os.path.realpath(shown["dir"]) == os.path.realpath(os.path.join(NEXUS_BUILD, "plugins"))
+    line = next(x for x in out.stdout.splitlines() if x.strip().startswith("dir:") and
+                "plugins" in x)
+    assert line.endswith("# default (this installation's plugins)"), line
+    assert "todo" in shown  # the bundled plugins of that folder were loaded and listed
