@@ -85,7 +85,7 @@ static const setting schema[] = {
     {"server.client_body_buffer_size", K_SIZE, "1M", 0, INT64_MAX, NULL, F_FLAG,
      "request bodies larger than this are received into an unlinked temp file, not memory"},
     {"server.client_body_temp_path", K_STR, "", NOLIM, F_FLAG,
-     "folder of those temp files (empty: $TMPDIR, else /tmp)"},
+     "folder of those temp files, created at start (empty: $TMPDIR, else /tmp)"},
     {"server.client_max_body_size", K_SIZE, "100M", 0, INT64_MAX, NULL, F_FLAG,
      "largest request body (413 beyond)"},
     {"server.large_client_header_buffer", K_SIZE, "8k", 256, 1 << 20, NULL, F_FLAG,

@@ -33,6 +33,7 @@
 #include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/sendfile.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -618,6 +619,39 @@ static int temp_file(const char *dir)
     if (fd >= 0)
         unlink(path);
     return fd;
+}
+
+int nx_http_body_temp_check(const nx_http_settings *s, bool *configured, char *err, size_t errlen)
+{
+    const char *dir = spool_dir(s);
+    *configured = s->body_temp_dir && *s->body_temp_dir;
+    if (*configured) {
+        char path[PATH_MAX];
+        if (snprintf(path, sizeof(path), "%s", dir) >= (int)sizeof(path)) {
+            snprintf(err, errlen, "%s: the path is too long", dir);
+            return NX_ERR;
+        }
+        for (char *p = path + 1;; p++) {
+            bool last = *p == '\0';
+            if (*p != '/' && !last)
+                continue;
+            *p = '\0';
+            if (mkdir(path, 0700) != 0 && errno != EEXIST) {
+                snprintf(err, errlen, "cannot create %s: %s", path, strerror(errno));
+                return NX_ERR;
+            }
+            if (last)
+                break;
+            *p = '/';
+        }
+    }
+    int fd = temp_file(dir);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot create files in %s: %s", dir, strerror(errno));
+        return NX_ERR;
+    }
+    close(fd);
+    return NX_OK;
 }
 
 /* A storage failure: logged with the folder, and a 503 for the client (its body is lost). */

@@ -51,6 +51,13 @@ typedef struct nx_http_ctx {
  * handler, 60 s send. */
 void nx_http_settings_default(nx_http_settings *s);
 
+/*
+ * At start: the folder for request bodies that go to temp files exists (a configured one
+ * is created, mode 0700, with its parents) and takes files. NX_OK, or NX_ERR with the
+ * reason in err; *configured tells whether the folder was set or is the default.
+ */
+int nx_http_body_temp_check(const nx_http_settings *s, bool *configured, char *err, size_t errlen);
+
 /* Prepares ctx (loop, settings, router and hooks must be set by the caller first). */
 void nx_http_ctx_init(nx_http_ctx *ctx);
 

@@ -260,6 +260,15 @@ static int reload_config_and_plugins(void)
     /* The default resolved at start. */
     nx_config_default_plugins_dir(&next, M.cfg->plugins_dir);
     keep_str(&next.plugins_dir, &M.cfg->plugins_dir, "plugins.dir");
+    bool configured = false;
+    char why[512];
+    if (nx_http_body_temp_check(&next.http, &configured, why, sizeof(why)) != NX_OK && configured) {
+        nx_log_error("SIGHUP: server.client_body_temp_path: %s; still serving with the previous "
+                     "configuration",
+                     why);
+        nx_config_free(&next);
+        return NX_ERR;
+    }
 
     nx_router *router = nx_router_new();
     nx_plugin_set old_plugins = nx_plugins_take();
@@ -617,6 +626,16 @@ int nx_server_run(nx_config *cfg)
     if (M.shared == MAP_FAILED) {
         nx_log_error("mmap of the shared segment: %s", strerror(errno));
         return 1;
+    }
+    bool configured = false;
+    if (nx_http_body_temp_check(&cfg->http, &configured, err, sizeof(err)) != NX_OK) {
+        if (configured) {
+            nx_log_error("server.client_body_temp_path: %s", err);
+            return NX_EX_CONFIG;
+        }
+        nx_log_warn("request bodies over server.client_body_buffer_size will be refused (503): "
+                    "%s; set server.client_body_temp_path to a writable folder",
+                    err);
     }
     M.listen_fd = nx_listen_open(cfg->host, cfg->port);
     if (M.listen_fd < 0)

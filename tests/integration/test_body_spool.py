@@ -9,11 +9,13 @@ a spooled body shows as "<folder>/#<inode> (deleted)" (O_TMPFILE) or "<folder>/n
 import hashlib
 import os
 import socket
+import subprocess
 import time
 
 import requests
 
-from conftest import assert_problem, raw_request, wait_for
+from conftest import (EX_CONFIG, NEXUS_BIN, PLUGINS_DIR, assert_problem, free_port, raw_request,
+                      wait_for)
 
 BUFFER = 64 * 1024
 
@@ -163,15 +165,36 @@ def test_chunked_body_over_the_limit_is_413_while_spooling(spawn, tmp_path):
     assert wait_for(lambda: not spool_files(srv, folder), 5)
 
 
-def test_a_temp_folder_that_cannot_be_used_is_503_and_small_bodies_still_work(spawn, tmp_path):
-    missing = tmp_path / "no-such-folder"
-    srv, _ = server(spawn, tmp_path, NEXUS_SERVER_CLIENT_BODY_TEMP_PATH=str(missing))
+def test_a_temp_folder_gone_while_serving_is_503_and_small_bodies_still_work(spawn, tmp_path):
+    srv, folder = server(spawn, tmp_path)
+    os.rmdir(folder)
     r = requests.post(srv.url("/test/echo"), data=os.urandom(BUFFER + 1), timeout=10)
     assert_problem(r, 503, "/test/echo", detail_contains="request body")
-    assert "server.client_body_temp_path" in srv.log() and str(missing) in srv.log()
+    assert "server.client_body_temp_path" in srv.log() and folder in srv.log()
     small = requests.post(srv.url("/test/echo"), data=b"x" * 100, timeout=10)
     assert small.status_code == 200 and small.content == b"x" * 100
     assert srv.get("/health").status_code == 200
+
+
+def test_a_configured_temp_folder_is_created_at_start(spawn, tmp_path):
+    folder = tmp_path / "var" / "bodies"
+    srv = spawn(workers=1, env={"NEXUS_SERVER_CLIENT_BODY_TEMP_PATH": str(folder)})
+    assert folder.is_dir() and (folder.stat().st_mode & 0o777) == 0o700
+    body = os.urandom(2 * 1024 * 1024)
+    r = requests.post(srv.url("/test/echo"), data=body, timeout=20)
+    assert r.status_code == 200 and r.content == body
+
+
+def test_a_temp_folder_that_cannot_be_made_stops_start_up(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEXUS_")}
+    env["NEXUS_SERVER_CLIENT_BODY_TEMP_PATH"] = str(blocker / "bodies")
+    out = subprocess.run([NEXUS_BIN, "serve", "--port", str(free_port()), "--workers", "1",
+                          "--plugins-dir", PLUGINS_DIR, "--access-log", "off"],
+                         capture_output=True, text=True, timeout=10, env=env, cwd=str(tmp_path))
+    assert out.returncode == EX_CONFIG, out.stderr
+    assert "server.client_body_temp_path" in out.stderr and str(blocker) in out.stderr
 
 
 def test_many_slow_uploads_at_once_each_get_their_own_file(spawn, tmp_path):
