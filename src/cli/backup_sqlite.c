@@ -214,21 +214,6 @@ cleanup:
     return rc;
 }
 
-static int mkdir_parents(const char *path)
-{
-    char dir[PATH_MAX];
-    snprintf(dir, sizeof(dir), "%s", path);
-    for (char *p = dir + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(dir, 0750) != 0 && errno != EEXIST)
-            return NX_ERR;
-        *p = '/';
-    }
-    return NX_OK;
-}
-
 /*
  * Restores into the live file through the backup API: the whole copy is one write
  * transaction on the database, which a running server's readers see commit at once (WAL),
@@ -241,7 +226,7 @@ int bk_sqlite_restore(const nx_db_settings *s, const char *archive, bool force)
     char err[512];
     if (sqlite_open_archive(archive, &src) != NX_OK)
         goto cleanup;
-    if (mkdir_parents(s->path) != NX_OK) {
+    if (nx_mkdirs_for(s->path, 0750) != 0) {
         bk_fail("cannot create the folder of %s (database.path): %s", s->path, strerror(errno));
         goto cleanup;
     }

@@ -4,12 +4,15 @@
 #include "core/util.h"
 
 #include <ctype.h>
+#include <stdbool.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -150,6 +153,40 @@ int nx_parse_i64(const char *s, size_t len, int64_t *out)
         return -1;
     *out = (int64_t)v;
     return 0;
+}
+
+int nx_mkdirs(const char *dir, unsigned mode)
+{
+    char path[PATH_MAX];
+    if (snprintf(path, sizeof(path), "%s", dir) >= (int)sizeof(path)) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    for (char *p = path + 1;; p++) {
+        bool last = *p == '\0';
+        if (*p != '/' && !last)
+            continue;
+        *p = '\0';
+        if (mkdir(path, (mode_t)mode) != 0 && errno != EEXIST)
+            return -1;
+        if (last)
+            return 0;
+        *p = '/';
+    }
+}
+
+int nx_mkdirs_for(const char *file, unsigned mode)
+{
+    char dir[PATH_MAX];
+    if (snprintf(dir, sizeof(dir), "%s", file) >= (int)sizeof(dir)) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    char *slash = strrchr(dir, '/');
+    if (!slash || slash == dir)
+        return 0;
+    *slash = '\0';
+    return nx_mkdirs(dir, mode);
 }
 
 int nx_thread_detached(void *(*fn)(void *), void *arg, size_t stack_size)

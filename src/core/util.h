@@ -37,6 +37,13 @@ uint64_t nx_now_ms(void);
  * kept off the event loop (a cancel request, a name lookup). 0, or -1 with errno set. */
 int nx_thread_detached(void *(*fn)(void *), void *arg, size_t stack_size);
 
+/* Creates the folder dir and its missing parents with mode; existing ones are kept.
+ * 0, or -1 with errno set (the path too long: ENAMETOOLONG). */
+int nx_mkdirs(const char *dir, unsigned mode);
+
+/* The same for the folder that holds file ("data/app.db": data); 0 when it has none. */
+int nx_mkdirs_for(const char *file, unsigned mode);
+
 /*
  * Parses a duration: "250ms", "30s", "5m", "1h", or a bare number of seconds ("1.5").
  * Returns 0 and sets *ms, or -1 when malformed.

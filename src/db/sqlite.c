@@ -152,26 +152,6 @@ static int sq_script(nx_db_conn *base, nx_db_call *call, const char *sql)
     return NX_OK;
 }
 
-static int mkdir_parents(const char *path)
-{
-    char dir[PATH_MAX];
-    if (snprintf(dir, sizeof(dir), "%s", path) >= (int)sizeof(dir))
-        return -1;
-    char *slash = strrchr(dir, '/');
-    if (!slash || slash == dir)
-        return 0;
-    *slash = '\0';
-    for (char *p = dir + 1; *p; p++) {
-        if (*p == '/') {
-            *p = '\0';
-            if (mkdir(dir, 0750) != 0 && errno != EEXIST)
-                return -1;
-            *p = '/';
-        }
-    }
-    return mkdir(dir, 0750) != 0 && errno != EEXIST ? -1 : 0;
-}
-
 static void sq_close(nx_db_conn *base)
 {
     sq_conn *c = (sq_conn *)base;
@@ -183,7 +163,7 @@ static void sq_close(nx_db_conn *base)
 static nx_db_conn *sq_connect(const nx_db_settings *s, nx_db_call *call)
 {
     bool memory = strcmp(s->path, ":memory:") == 0;
-    if (!memory && mkdir_parents(s->path) != 0) {
+    if (!memory && nx_mkdirs_for(s->path, 0750) != 0) {
         nx_db_fail(call, NX_DB_UNAVAILABLE, NULL, errno,
                    "cannot create the folder of database.path %s: %s", s->path, strerror(errno));
         return NULL;

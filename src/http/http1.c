@@ -625,25 +625,9 @@ int nx_http_body_temp_check(const nx_http_settings *s, bool *configured, char *e
 {
     const char *dir = spool_dir(s);
     *configured = s->body_temp_dir && *s->body_temp_dir;
-    if (*configured) {
-        char path[PATH_MAX];
-        if (snprintf(path, sizeof(path), "%s", dir) >= (int)sizeof(path)) {
-            snprintf(err, errlen, "%s: the path is too long", dir);
-            return NX_ERR;
-        }
-        for (char *p = path + 1;; p++) {
-            bool last = *p == '\0';
-            if (*p != '/' && !last)
-                continue;
-            *p = '\0';
-            if (mkdir(path, 0700) != 0 && errno != EEXIST) {
-                snprintf(err, errlen, "cannot create %s: %s", path, strerror(errno));
-                return NX_ERR;
-            }
-            if (last)
-                break;
-            *p = '/';
-        }
+    if (*configured && nx_mkdirs(dir, 0700) != 0) {
+        snprintf(err, errlen, "cannot create %s: %s", dir, strerror(errno));
+        return NX_ERR;
     }
     int fd = temp_file(dir);
     if (fd < 0) {
@@ -758,8 +742,8 @@ static bool collect_body(nx_conn *c)
     if (c->spool) {
         if (done)
             return spool_finish(c);
-        if (nx_buf_len(c->body) >= SPOOL_STAGE && !spool_flush(c))
-            return false;
+        if (nx_buf_len(c->body) >= SPOOL_STAGE)
+            spool_flush(c); /* a failure has answered 503 */
         return false;
     }
     if (done)
